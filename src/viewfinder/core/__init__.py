@@ -1,0 +1,1 @@
+"""Domain types, label geometry and references. No I/O here."""

@@ -1,0 +1,1 @@
+"""Importers and exporters, behind one registry (see ``registry``)."""

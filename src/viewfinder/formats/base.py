@@ -1,0 +1,154 @@
+"""What importers and exporters share: safe paths, image listing, export items."""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from viewfinder.core.types import SourceSample
+from viewfinder.errors import Problem
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+MAX_ANNOTATION_BYTES = 2 * 1024**3
+"""Annotation files larger than this are refused (a JSON/XML bomb guard)."""
+
+
+class UnsafePath(ValueError):
+    """A name from a source file points outside the source root."""
+
+
+def safe_join(root: Path, name: str) -> Path:
+    """Join a file name taken from an annotation file to ``root``, refusing escapes.
+
+    Refuses absolute paths, drive letters, ``..`` components, NUL bytes and symlinks that
+    resolve outside ``root``. Backslashes are treated as separators (Windows exports).
+
+    Raises:
+        UnsafePath: with a message suitable for a ``Problem``.
+    """
+    if not name or "\x00" in name:
+        raise UnsafePath(f"empty or NUL-containing file name {name!r}")
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
+        raise UnsafePath(f"absolute file name {name!r} is not allowed")
+    parts = PurePosixPath(norm).parts
+    if any(p == ".." for p in parts):
+        raise UnsafePath(f"file name {name!r} escapes the source folder")
+    candidate = root.joinpath(*[p for p in parts if p not in (".", "")])
+    real_root = root.resolve()
+    real = candidate.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise UnsafePath(f"file name {name!r} resolves outside the source folder")
+    return candidate
+
+
+def rel_key(root: Path, path: Path) -> str:
+    """The sample key of ``path``: its POSIX path relative to ``root``."""
+    return path.relative_to(root).as_posix()
+
+
+def iter_images(folder: Path) -> Iterator[Path]:
+    """Image files under ``folder``, recursively, in sorted (deterministic) order."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for f in sorted(filenames):
+            if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
+                yield Path(dirpath) / f
+
+
+def read_json(path: Path, root: Path, problems: list[Problem]) -> Any | None:
+    """Parse a JSON file; on failure add a Problem naming it and return None."""
+    rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    try:
+        if path.stat().st_size > MAX_ANNOTATION_BYTES:
+            problems.append(Problem(rel, "annotation file is too large"))
+            return None
+        with open(path, "rb") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        problems.append(Problem(rel, f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"))
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(Problem(rel, f"cannot read: {e}"))
+    return None
+
+
+class ImagesMode(str, enum.Enum):
+    COPY = "copy"
+    LINK = "link"
+    NONE = "none"
+
+
+@dataclass
+class ExportItem:
+    """One sample to export: its labels (as ``SourceSample``) and its image's hash.
+
+    ``sample.key`` is the path the image gets inside the export (exporters may put it under
+    a format-specific folder), ``sample.width``/``height`` are the stored image size.
+    """
+
+    sample: SourceSample
+    content_hash: str
+
+
+class ImageWriter:
+    """Places images into an export: copy, symlink, or nothing.
+
+    Args:
+        source_path: maps a content hash to a local file path of the image (the blob).
+        mode: copy, link or none.
+    """
+
+    def __init__(self, source_path: Callable[[str], str], mode: ImagesMode) -> None:
+        self._source_path = source_path
+        self.mode = ImagesMode(mode)
+
+    def place(self, content_hash: str, dest: Path) -> None:
+        if self.mode is ImagesMode.NONE:
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = self._source_path(content_hash)
+        if dest.exists() or dest.is_symlink():
+            dest.unlink()
+        if self.mode is ImagesMode.LINK:
+            os.symlink(src, dest)
+        else:
+            shutil.copyfile(src, dest)
+
+
+def dump_json(obj: Any) -> bytes:
+    """Deterministic JSON for exports: sorted keys, no NaN, trailing newline."""
+    return (json.dumps(obj, sort_keys=True, ensure_ascii=False, allow_nan=False,
+                       separators=(",", ":")) + "\n").encode()
+
+
+# EXIF orientations 5–8 swap width and height.
+_TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image as displayed (EXIF orientation applied).
+
+    Reads the header only, no full decode.
+
+    Raises:
+        ValueError: the file is not an image Pillow can identify.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            try:
+                orientation = im.getexif().get(0x0112, 1)
+            except Exception:  # noqa: BLE001 - a broken EXIF block must not hide the size
+                orientation = 1
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"not a readable image: {e}") from e
+    return (h, w) if orientation in _TRANSPOSED_ORIENTATIONS else (w, h)

@@ -1,0 +1,1 @@
+"""Catalog (SQL), dataset tables (Lance), blobs (content-addressed), query."""
