@@ -1,0 +1,1 @@
+"""The ``viewfinder`` command line: thin commands over ``viewfinder.services``."""

@@ -1,0 +1,81 @@
+"""``viewfinder``: the app object and workspace-level commands. Other groups register
+their commands from their own modules (data, history, look, edit)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from viewfinder.cli.common import JsonOpt, WorkspaceOpt, handle_errors, out, print_json, workspace
+
+app = typer.Typer(
+    name="viewfinder", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    help="Versioned, tested, governed computer-vision datasets. "
+         "Datasets are named NAME or NAME@REF (REF = branch, tag or version id).")
+
+
+@app.command("init")
+@handle_errors
+def init_cmd(
+    path: Annotated[str, typer.Argument(help="Folder for the new workspace.")],
+    catalog: Annotated[str | None, typer.Option(help="Catalog URL (default: SQLite in the "
+                                                     "workspace; postgresql://... for a team).")] = None,
+    store: Annotated[str | None, typer.Option(help="Object store: a folder (default "
+                                                   "'objects') or s3://bucket/prefix.")] = None,
+    store_endpoint: Annotated[str | None, typer.Option(help="S3 endpoint URL (non-AWS servers).")] = None,
+    store_region: Annotated[str | None, typer.Option(help="S3 region.")] = None,
+) -> None:
+    """Create a workspace: a catalog database and an object store."""
+    from viewfinder.storage.workspace import init_workspace
+
+    ws = init_workspace(path, catalog=catalog, store=store, store_endpoint=store_endpoint,
+                        store_region=store_region)
+    out.print(f"Initialized workspace at {ws.path} (catalog {ws.config.catalog}, store {ws.config.store})")
+
+
+@app.command("datasets")
+@handle_errors
+def datasets_cmd(workspace_path: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """List the datasets in the workspace with their main branch's size."""
+    from viewfinder.services import versions as vs
+
+    ws = workspace(workspace_path)
+    rows = []
+    for d in ws.catalog.list_datasets():
+        at = vs.resolve(ws, d.name)
+        rows.append({"name": d.name, "version": at.version.id, "samples": at.version.summary["samples"],
+                     "labels": at.version.summary["labels"], "created_by": d.created_by})
+    if json_out:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table("dataset", "main", "samples", "labels", "created by")
+    for r in rows:
+        t.add_row(r["name"], r["version"][:12], str(r["samples"]), str(r["labels"]), r["created_by"])
+    out.print(t)
+
+
+@app.command("formats")
+def formats_cmd() -> None:
+    """List the formats Viewfinder imports and exports."""
+    from viewfinder.formats.registry import FORMATS
+
+    for spec in FORMATS.values():
+        rw = ("import" if spec.can_import else "") + ("/export" if spec.can_export else "")
+        out.print(f"{spec.name:12} {rw:14} {spec.description}", markup=False)
+
+
+from viewfinder.cli import data, edit, history, look  # noqa: E402  (register commands)
+
+for _module in (data, history, look, edit):
+    _module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,410 @@
+"""Import a source folder into a dataset as one new version.
+
+Steps: read the annotations (format importer) → read every image in parallel (hash,
+size, integrity; store the blob) → check labels against the real image sizes → build
+rows → commit under the dataset lock, diffing against the branch head so that an
+unchanged source creates no version. With ``on_error="fail"`` (the default) any problem
+stops the import before a version exists, and the error lists every problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from viewfinder.core.geometry import box_iou_matrix
+from viewfinder.core.types import LabelKind, SourceDataset, SourceLabel, SourceSample
+from viewfinder.errors import ImportFailed, InvalidInput, Problem
+from viewfinder.formats import registry
+from viewfinder.services import versions as vs
+from viewfinder.services.images import ImageInfo, process_chunk
+from viewfinder.storage import duck, rows
+from viewfinder.storage.catalog import VersionRecord
+from viewfinder.storage.tables import DatasetTables, TableChange
+from viewfinder.storage.workspace import Workspace
+
+Progress = Callable[[int, int], None]
+BOX_TOLERANCE = 1.0  # pixels a box may stick out of the image (rounding in exports)
+MATCH_IOU = 0.5
+
+
+@dataclass
+class ImportResult:
+    dataset: str
+    format: str
+    version: VersionRecord
+    created: bool
+    samples: int
+    labels: int
+    changes: dict[str, Any]
+    skipped: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "format": self.format, "version": self.version.id,
+                "created": self.created, "samples": self.samples, "labels": self.labels,
+                "changes": self.changes, "skipped": [p.to_dict() for p in self.skipped],
+                "seconds": round(self.seconds, 3)}
+
+
+def load_metadata_file(path: Path) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
+    """User metadata keyed by file name, from CSV (a ``file`` column) or JSON."""
+    problems: list[Problem] = []
+    out: dict[str, dict[str, Any]] = {}
+    name_cols = ("file", "file_name", "filename", "key", "image", "path")
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                col = next((c for c in name_cols if c in (reader.fieldnames or [])), None)
+                if col is None:
+                    return {}, [Problem(str(path), f"CSV needs one of the columns {', '.join(name_cols)}")]
+                for i, row in enumerate(reader, start=2):
+                    name = row.pop(col)
+                    if not name:
+                        problems.append(Problem(str(path), "empty file name", f"line {i}"))
+                        continue
+                    out[name] = {k: _auto_type(v) for k, v in row.items() if k}
+        else:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                items = data.items()
+            elif isinstance(data, list):
+                items = []
+                for i, rec in enumerate(data):
+                    col = next((c for c in name_cols if isinstance(rec, dict) and c in rec), None)
+                    if col is None:
+                        problems.append(Problem(str(path), "record has no file name", f"item {i}"))
+                        continue
+                    rec = dict(rec)
+                    items.append((rec.pop(col), rec))
+            else:
+                return {}, [Problem(str(path), "metadata JSON must be an object or a list")]
+            for name, rec in items:
+                if not isinstance(rec, dict):
+                    problems.append(Problem(str(path), "metadata must be an object", str(name)))
+                    continue
+                out[str(name)] = rec
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
+        problems.append(Problem(str(path), f"cannot read metadata file: {e}"))
+    return out, problems
+
+
+def _auto_type(v: str | None) -> Any:
+    if v is None or v == "":
+        return None
+    for cast in (int, float):
+        try:
+            x = cast(v)
+            return x if not (isinstance(x, float) and not math.isfinite(x)) else v
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+
+def scan_images(samples: list[SourceSample], ws: Workspace, *, workers: int | None,
+                progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
+    items = [(s.key, s.path) for s in samples if s.path]
+    total = len(items)
+    out: dict[str, tuple[ImageInfo | None, str | None]] = {}
+    store, opts = ws.store_url, ws.fsspec_storage_options()
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers <= 1 or total < 512:
+        for i in range(0, total, 256):
+            for key, info, err in process_chunk(items[i:i + 256], store, opts):
+                out[key] = (info, err)
+            if progress:
+                progress(len(out), total)
+        return out
+    chunk = max(64, min(1024, total // (workers * 8) or 64))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
+        futures = [pool.submit(process_chunk, items[i:i + chunk], store, opts)
+                   for i in range(0, total, chunk)]
+        for fut in futures:
+            for key, info, err in fut.result():
+                out[key] = (info, err)
+            if progress:
+                progress(len(out), total)
+    return out
+
+
+def _check_labels(s: SourceSample, info: ImageInfo) -> list[Problem]:
+    problems = []
+    if s.width and s.height and (s.width, s.height) not in ((info.width, info.height),
+                                                            (info.height, info.width)):
+        problems.append(Problem(s.key, f"annotation says {s.width}x{s.height} but the image "
+                                       f"is {info.width}x{info.height}"))
+    for i, lab in enumerate(s.labels):
+        rec = f"label {lab.source_id if lab.source_id is not None else i}"
+        if lab.bbox is not None:
+            x, y, w, h = lab.bbox
+            if not all(math.isfinite(v) for v in (x, y, w, h)):
+                problems.append(Problem(s.key, "box has non-finite coordinates", rec))
+            elif w < 0 or h < 0:
+                problems.append(Problem(s.key, f"box has negative size ({w}x{h})", rec))
+            elif (x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > info.width + BOX_TOLERANCE
+                  or y + h > info.height + BOX_TOLERANCE):
+                problems.append(Problem(
+                    s.key, f"box [{x:g}, {y:g}, {w:g}, {h:g}] lies outside the "
+                           f"{info.width}x{info.height} image", rec))
+        if not lab.class_name:
+            problems.append(Problem(s.key, "label has no class", rec))
+    return problems
+
+
+def _assign_label_ids(sid: str, labels: list[SourceLabel], head: list[dict[str, Any]]) -> list[str]:
+    """Stable label ids: from the format's ids, else matched to the head's labels by
+    geometry (IoU ≥ 0.5, same class preferred), else new ids."""
+    ids: list[str | None] = [None] * len(labels)
+    taken: set[str] = set()
+    for i, lab in enumerate(labels):
+        if lab.source_id is not None:
+            ids[i] = rows.short_hash("label", sid, lab.source, str(lab.source_id))
+            taken.add(ids[i])
+    todo = [i for i in range(len(labels)) if ids[i] is None]
+    cands = [h for h in head if h["source_id"] is None and h["id"] not in taken]
+    if todo and cands:
+        pairs: list[tuple[float, int, int]] = []
+        boxed = [i for i in todo if labels[i].bbox is not None or labels[i].kind is not LabelKind.CLASSIFICATION]
+        for i in todo:
+            lab = labels[i]
+            for j, h in enumerate(cands):
+                if h["kind"] != lab.kind.value:
+                    continue
+                same = 1.0 if h["class_name"] == lab.class_name else 0.0
+                if lab.kind is LabelKind.CLASSIFICATION:
+                    pairs.append((1.0 + same, i, j))
+        if boxed:
+            a = np.array([_bbox_of(labels[i]) for i in boxed], dtype=np.float64)
+            hb = [j for j, h in enumerate(cands) if h["x"] is not None]
+            if hb:
+                b = np.array([[cands[j]["x"], cands[j]["y"], cands[j]["w"], cands[j]["h"]] for j in hb])
+                m = box_iou_matrix(a, b)
+                for ii, i in enumerate(boxed):
+                    for jj, j in enumerate(hb):
+                        if m[ii, jj] >= MATCH_IOU and cands[j]["kind"] == labels[i].kind.value:
+                            same = 1.0 if cands[j]["class_name"] == labels[i].class_name else 0.0
+                            pairs.append((float(m[ii, jj]) + same, i, j))
+        used_i, used_j = set(), set()
+        for _score, i, j in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
+            if i in used_i or j in used_j:
+                continue
+            used_i.add(i)
+            used_j.add(j)
+            ids[i] = cands[j]["id"]
+            taken.add(cands[j]["id"])
+    n = 0
+    for i in range(len(labels)):
+        if ids[i] is None:
+            while True:
+                cand = rows.short_hash("label", sid, labels[i].source, "auto", str(n))
+                n += 1
+                if cand not in taken:
+                    break
+            ids[i] = cand
+            taken.add(cand)
+    return [i for i in ids if i is not None]
+
+
+def _bbox_of(lab: SourceLabel) -> tuple[float, float, float, float]:
+    if lab.bbox is not None:
+        return lab.bbox
+    r = rows.label_row(lab, label_id="", sample_id_="")
+    return (r["x"] or 0.0, r["y"] or 0.0, r["w"] or 0.0, r["h"] or 0.0)
+
+
+def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: str = "auto",
+                  split: str | None = None, mode: Literal["add", "sync"] = "add",
+                  on_error: Literal["fail", "skip"] = "fail", message: str | None = None,
+                  metadata: str | Path | None = None, branch: str = vs.DEFAULT_BRANCH,
+                  author: str | None = None, workers: int | None = None,
+                  progress: Progress | None = None) -> ImportResult:
+    """Import ``source`` into ``dataset`` (created if new) as one version on ``branch``."""
+    t0 = time.perf_counter()
+    if mode not in ("add", "sync"):
+        raise InvalidInput(f"mode must be 'add' or 'sync', not {mode!r}")
+    if on_error not in ("fail", "skip"):
+        raise InvalidInput(f"on_error must be 'fail' or 'skip', not {on_error!r}")
+    vs.check_name("dataset", dataset)
+    root = Path(source).resolve()
+    if not root.is_dir():
+        raise InvalidInput(f"source {source} is not a folder", path=str(source))
+    spec = registry.detect(root) if format == "auto" else registry.get(format)
+    if not spec.can_import:
+        raise InvalidInput(f"format {spec.name!r} cannot be imported")
+    src: SourceDataset = spec.load().read(root, split=split)
+    problems = list(src.problems)
+
+    by_key: dict[str, SourceSample] = {}
+    for s in src.samples:
+        if s.key in by_key:
+            problems.append(Problem(s.key, "the same image is listed twice in the source"))
+            continue
+        by_key[s.key] = s
+    samples = list(by_key.values())
+
+    user_meta: dict[str, dict[str, Any]] = {}
+    if metadata is not None:
+        user_meta, meta_problems = load_metadata_file(Path(metadata))
+        problems.extend(meta_problems)
+
+    scanned = scan_images(samples, ws, workers=workers, progress=progress)
+    bad_keys: set[str] = set()
+    for s in samples:
+        if not s.path:
+            bad_keys.add(s.key)
+            continue
+        info, err = scanned[s.key]
+        if err is not None or info is None:
+            problems.append(Problem(s.key, err or "unreadable image"))
+            bad_keys.add(s.key)
+            continue
+        label_problems = _check_labels(s, info)
+        if label_problems:
+            problems.extend(label_problems)
+            bad_keys.add(s.key)
+
+    if problems and on_error == "fail":
+        raise ImportFailed(problems, dataset=dataset)
+    good = [s for s in samples if s.key not in bad_keys]
+    protected_ids = {rows.sample_id(k) for k in bad_keys}  # left as they are in sync mode
+
+    sample_rows: list[dict[str, Any]] = []
+    for s in good:
+        info = scanned[s.key][0]
+        assert info is not None
+        meta = dict(s.metadata)
+        extra = user_meta.get(s.key) or user_meta.get(Path(s.key).name)
+        if extra:
+            meta.update(extra)
+        sample_rows.append({
+            "id": rows.sample_id(s.key), "key": s.key, "content_hash": info.content_hash,
+            "width": info.width, "height": info.height, "size_bytes": info.size_bytes,
+            "media_type": info.media_type, "split": s.split, "tags": [],
+            "metadata": rows.canonical_json(meta)})
+    classes = list(dict.fromkeys([*src.classes, *(lab.class_name for s in good for lab in s.labels)]))
+
+    def build(head: VersionRecord, tables: DatasetTables) -> vs.Changes:
+        return _build_changes(head, tables, good, sample_rows, mode=mode,
+                              protected=protected_ids, classes=classes)
+
+    ds = vs.get_or_create_dataset(ws, dataset, author=author)
+    run_id = ws.catalog.start_run(
+        dataset_id=ds.id, operation="import",
+        params={"source": str(root), "format": spec.name, "split": split, "mode": mode,
+                "on_error": on_error, "metadata": str(metadata) if metadata else None,
+                "branch": branch},
+        author=author or vs.current_user(), code_version=vs.code_version())
+    extra: dict[str, Any] = {"source": str(root), "format": spec.name, "mode": mode}
+    if problems:
+        extra["skipped"] = [p.to_dict() for p in problems]
+    try:
+        result = vs.commit(ws, ds, branch, build,
+                           message=message or f"import {spec.name} from {root.name} ({mode})",
+                           author=author, run_id=run_id, extra=extra)
+    except Exception as e:
+        ws.catalog.finish_run(run_id, status="failed", error=str(e))
+        raise
+    ws.catalog.finish_run(run_id, status="succeeded",
+                          outputs={"version": result.version.id, "created": result.created})
+    return ImportResult(
+        dataset=dataset, format=spec.name, version=result.version, created=result.created,
+        samples=len(good), labels=sum(len(s.labels) for s in good),
+        changes=result.version.changes if result.created else vs.empty_changes(),
+        skipped=problems, seconds=time.perf_counter() - t0)
+
+
+def _build_changes(head: VersionRecord, tables: DatasetTables, good: list[SourceSample],
+                   sample_rows: list[dict[str, Any]], *, mode: str, protected: set[str],
+                   classes: list[str]) -> vs.Changes:
+    changes = vs.Changes()
+    head_samples = tables.read("samples", head.samples_table_version,
+                               columns=["id", "split", "tags", "metadata", "row_hash"])
+    head_s = {r["id"]: r for r in head_samples.to_pylist()}
+    # Imports do not carry Viewfinder-side fields: keep tags, and a split the source lacks.
+    for r in sample_rows:
+        old = head_s.get(r["id"])
+        if old is not None:
+            r["tags"] = old["tags"] or []
+            if r["split"] is None:
+                r["split"] = old["split"]
+    new_samples = rows.samples_table(sample_rows)
+    new_ids = set(new_samples.column("id").to_pylist())
+
+    upsert_mask, counts = [], changes.counts
+    for i, h in zip(new_samples.column("id").to_pylist(), new_samples.column("row_hash").to_pylist(), strict=True):
+        old = head_s.get(i)
+        if old is None:
+            counts["samples"]["added"] += 1
+            upsert_mask.append(True)
+        elif old["row_hash"] != h:
+            counts["samples"]["changed"] += 1
+            upsert_mask.append(True)
+        else:
+            upsert_mask.append(False)
+    removed_samples = []
+    if mode == "sync":
+        removed_samples = [i for i in head_s if i not in new_ids and i not in protected]
+        counts["samples"]["removed"] = len(removed_samples)
+    changes.samples = TableChange(
+        upserts=new_samples.filter(pa.array(upsert_mask, pa.bool_())) if any(upsert_mask) else None,
+        deletes=vs.id_array(removed_samples) if removed_samples else None)
+
+    # labels of the samples in the source (and of removed samples, to delete them)
+    touched = pa.table({"sid": vs.id_array(sorted(new_ids | set(removed_samples)))})
+    head_labels = tables.open("labels", head.labels_table_version)
+    con = duck.connect(l=head_labels, t=touched)
+    old_labels = duck.query(con, """SELECT l.id, l.sample_id, l.kind, l.class_name, l.x, l.y,
+        l.w, l.h, l.source_id, l.row_hash FROM l SEMI JOIN t ON l.sample_id = t.sid""").to_pylist()
+    con.close()
+    old_by_sample: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in old_labels:
+        old_by_sample[r["sample_id"]].append(r)
+
+    label_rows = []
+    for s in good:
+        sid = rows.sample_id(s.key)
+        if not s.labels:
+            continue
+        ids = _assign_label_ids(sid, s.labels, old_by_sample.get(sid, []))
+        label_rows.extend(rows.label_row(lab, label_id=lid, sample_id_=sid)
+                          for lab, lid in zip(s.labels, ids, strict=True))
+    new_labels = rows.labels_table(label_rows)
+    old_hash = {r["id"]: r["row_hash"] for r in old_labels}
+    new_label_ids = set()
+    mask = []
+    for i, h in zip(new_labels.column("id").to_pylist(), new_labels.column("row_hash").to_pylist(), strict=True):
+        new_label_ids.add(i)
+        o = old_hash.get(i)
+        if o is None:
+            counts["labels"]["added"] += 1
+            mask.append(True)
+        elif o != h:
+            counts["labels"]["changed"] += 1
+            mask.append(True)
+        else:
+            mask.append(False)
+    removed_labels = [r["id"] for r in old_labels if r["id"] not in new_label_ids]
+    counts["labels"]["removed"] = len(removed_labels)
+    changes.labels = TableChange(
+        upserts=new_labels.filter(pa.array(mask, pa.bool_())) if any(mask) else None,
+        deletes=vs.id_array(removed_labels) if removed_labels else None)
+    old_classes = head.summary.get("class_list", [])
+    # sync: the source's class list is the truth; add: new classes are appended
+    merged_classes = classes if mode == "sync" else list(dict.fromkeys([*old_classes, *classes]))
+    if merged_classes != old_classes:
+        changes.classes = merged_classes
+    return changes

@@ -1,0 +1,276 @@
+"""Datasets and their versions: create, resolve ``NAME@REF``, commit, log, tag, branch.
+
+A commit runs under the dataset's catalog lock: read the branch head, let the caller
+build the change from that head, write the Lance tables, then insert the version row and
+move the branch in the same catalog transaction. So a commit is never lost to a
+concurrent one (the second waits and builds on the first), and a crash before the
+catalog commit leaves only an orphan table version, never a half-visible version.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from viewfinder.errors import AlreadyExists, InvalidInput, RefNotFound
+from viewfinder.storage import duck
+from viewfinder.storage.catalog import (DatasetRecord, RefRecord, VersionRecord, new_id,
+                                        resolve_ref_name, utcnow)
+from viewfinder.storage.tables import DatasetTables, TableChange
+from viewfinder.storage.workspace import Workspace
+
+DEFAULT_BRANCH = "main"
+NO_SPLIT = "(unassigned)"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def current_user() -> str:
+    return os.environ.get("VIEWFINDER_USER") or getpass.getuser()
+
+
+def code_version() -> str:
+    from viewfinder import __version__
+
+    return f"viewfinder {__version__}"
+
+
+def check_name(kind: str, name: str) -> str:
+    """Dataset, branch and tag names: letters, digits, ``.``, ``_``, ``-``; no ``@``."""
+    if not _NAME_RE.match(name) or name in (".", ".."):
+        raise InvalidInput(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' "
+                           "and '-' (up to 200 characters, not starting with a symbol)")
+    return name
+
+
+@dataclass(frozen=True)
+class DatasetAt:
+    """A dataset at one version: what ``NAME@REF`` names."""
+
+    dataset: DatasetRecord
+    version: VersionRecord
+    ref: str  # as the user wrote it (branch, tag or id)
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``"NAME@REF"`` → ``("NAME", "REF")``; ``"NAME"`` → ``("NAME", None)``."""
+    name, sep, ref = spec.partition("@")
+    if not name or (sep and not ref):
+        raise InvalidInput(f"expected NAME or NAME@REF, got {spec!r}")
+    return name, (ref or None)
+
+
+def resolve(ws: Workspace, spec: str, default_ref: str = DEFAULT_BRANCH) -> DatasetAt:
+    name, ref = parse_spec(spec)
+    ds = ws.catalog.get_dataset(name)
+    ref = ref or default_ref
+    return DatasetAt(ds, resolve_ref_name(ws.catalog, ds, ref), ref)
+
+
+def create_dataset(ws: Workspace, name: str, *, author: str | None = None,
+                   classes: list[str] | None = None) -> DatasetAt:
+    """A new dataset with an empty first version on branch ``main``."""
+    check_name("dataset", name)
+    author = author or current_user()
+    rec = ws.catalog.create_dataset(name, author=author, classes=classes)
+    table_versions = ws.tables(rec).create()
+    v = VersionRecord(
+        id=new_id(), dataset_id=rec.id, parents=[], author=author,
+        message=f"create dataset {name}", created_at=utcnow(), run_id=None,
+        samples_table_version=table_versions["samples"],
+        labels_table_version=table_versions["labels"],
+        summary={**empty_summary(), "class_list": list(classes or [])},
+        changes=empty_changes(), extra={})
+    with ws.catalog.dataset_lock(rec.id) as c:
+        ws.catalog.insert_version(c, v)
+        ws.catalog.set_ref(c, rec.id, DEFAULT_BRANCH, "branch", v.id, create=True)
+    return DatasetAt(rec, v, DEFAULT_BRANCH)
+
+
+def get_or_create_dataset(ws: Workspace, name: str, *, author: str | None = None) -> DatasetRecord:
+    from viewfinder.errors import DatasetNotFound
+
+    try:
+        return ws.catalog.get_dataset(name)
+    except DatasetNotFound:
+        try:
+            return create_dataset(ws, name, author=author).dataset
+        except AlreadyExists:  # created by a concurrent import
+            return ws.catalog.get_dataset(name)
+
+
+# -- summaries -----------------------------------------------------------------------
+
+def empty_summary() -> dict[str, Any]:
+    """``class_list`` is the label schema's classes in order, as of this version."""
+    return {"samples": 0, "labels": 0, "classes": {}, "splits": {}, "class_list": []}
+
+
+def empty_changes() -> dict[str, Any]:
+    z = {"added": 0, "removed": 0, "changed": 0}
+    return {"samples": dict(z), "labels": dict(z)}
+
+
+def summarize(tables: DatasetTables, samples_version: int, labels_version: int) -> dict[str, Any]:
+    """Counts stored with each version: samples, labels, per class, per split."""
+    s = tables.open("samples", samples_version)
+    lab = tables.open("labels", labels_version)
+    con = duck.connect(s=s, l=lab)
+    splits = duck.query(con, "SELECT coalesce(split, ?) AS k, count(*) AS n FROM s GROUP BY 1 ORDER BY 1",
+                        [NO_SPLIT]).to_pylist()
+    classes = duck.query(con, "SELECT class_name AS k, count(*) AS n FROM l GROUP BY 1 ORDER BY 1").to_pylist()
+    con.close()
+    return {
+        "samples": sum(r["n"] for r in splits), "labels": sum(r["n"] for r in classes),
+        "classes": {r["k"]: r["n"] for r in classes}, "splits": {r["k"]: r["n"] for r in splits},
+    }
+
+
+# -- commits -------------------------------------------------------------------------
+
+@dataclass
+class Changes:
+    """What a commit writes: per-table upserts/deletes, and the counts for the log."""
+
+    samples: TableChange = field(default_factory=TableChange)
+    labels: TableChange = field(default_factory=TableChange)
+    counts: dict[str, Any] = field(default_factory=empty_changes)
+    classes: list[str] | None = None  # new class list of the dataset, if it changes
+
+    @property
+    def empty(self) -> bool:
+        return self.samples.empty and self.labels.empty
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    version: VersionRecord
+    created: bool  # False when there was nothing to change (the head is returned)
+
+
+def commit(ws: Workspace, dataset: DatasetRecord, branch: str,
+           build: Callable[[VersionRecord, DatasetTables], Changes], *, message: str,
+           author: str | None = None, run_id: str | None = None,
+           extra: dict[str, Any] | None = None, parents_extra: list[str] | None = None,
+           allow_empty: bool = False) -> CommitResult:
+    """Build a change from the head of ``branch`` and commit it as a new version.
+
+    ``build(head, tables)`` runs while the dataset's write lock is held, so the head it
+    sees is the head the commit lands on. An empty change creates no version (imports
+    are idempotent) unless ``allow_empty``.
+    """
+    author = author or current_user()
+    tables = ws.tables(dataset)
+    with ws.catalog.dataset_lock(dataset.id) as c:
+        ref = ws.catalog.get_ref(dataset.id, branch, c)
+        if ref is None:
+            raise RefNotFound(f"no branch {branch!r} in dataset {dataset.name!r}", dataset=dataset.name)
+        if ref.kind != "branch":
+            raise InvalidInput(f"{branch!r} is a tag; versions are committed to branches")
+        head = ws.catalog.get_version(dataset.id, ref.version_id, c)
+        assert head is not None
+        changes = build(head, tables)
+        if changes.empty and not allow_empty:
+            return CommitResult(head, False)
+        sv = tables.apply("samples", head.samples_table_version, changes.samples)
+        lv = tables.apply("labels", head.labels_table_version, changes.labels)
+        summary = summarize(tables, sv, lv)
+        summary["class_list"] = (changes.classes if changes.classes is not None
+                                 else head.summary.get("class_list", []))
+        v = VersionRecord(
+            id=new_id(), dataset_id=dataset.id, parents=[head.id, *(parents_extra or [])],
+            author=author, message=message, created_at=utcnow(), run_id=run_id,
+            samples_table_version=sv, labels_table_version=lv,
+            summary=summary, changes=changes.counts, extra=extra or {})
+        ws.catalog.insert_version(c, v)
+        ws.catalog.set_ref(c, dataset.id, branch, "branch", v.id)
+        if changes.classes is not None:
+            from viewfinder.storage.catalog import datasets as datasets_table
+
+            c.execute(datasets_table.update().where(datasets_table.c.id == dataset.id)
+                      .values(classes=changes.classes))
+    return CommitResult(v, True)
+
+
+def branch_of(ws: Workspace, at: DatasetAt) -> str:
+    """The branch a write to ``at`` goes to: the ref if it is a branch, else an error."""
+    r = ws.catalog.get_ref(at.dataset.id, at.ref)
+    if r is None or r.kind != "branch":
+        raise InvalidInput(f"{at.dataset.name}@{at.ref} is not a branch: edits create versions "
+                           "on a branch (create one with 'viewfinder branch')")
+    return at.ref
+
+
+# -- history -------------------------------------------------------------------------
+
+def log(ws: Workspace, spec: str) -> list[VersionRecord]:
+    """Versions reachable from the ref, newest first (first-parent order, then the rest)."""
+    at = resolve(ws, spec)
+    allv = ws.catalog.all_versions(at.dataset.id)
+    out, seen, stack = [], set(), [at.version.id]
+    while stack:
+        vid = stack.pop(0)
+        if vid in seen or vid not in allv:
+            continue
+        seen.add(vid)
+        out.append(allv[vid])
+        stack.extend(allv[vid].parents)
+    out.sort(key=lambda v: v.created_at, reverse=True)
+    return out
+
+
+def refs_by_version(ws: Workspace, dataset: DatasetRecord) -> dict[str, list[RefRecord]]:
+    out: dict[str, list[RefRecord]] = {}
+    for r in ws.catalog.list_refs(dataset.id):
+        out.setdefault(r.version_id, []).append(r)
+    return out
+
+
+def tag(ws: Workspace, spec: str, tag_name: str, *, protected: bool = False) -> RefRecord:
+    """Give the version at ``spec`` a fixed name."""
+    check_name("tag", tag_name)
+    at = resolve(ws, spec)
+    with ws.catalog.dataset_lock(at.dataset.id) as c:
+        ws.catalog.set_ref(c, at.dataset.id, tag_name, "tag", at.version.id,
+                           protected=protected, create=True)
+    return RefRecord(tag_name, "tag", at.version.id, protected)
+
+
+def branch(ws: Workspace, name: str, new: str, *, from_ref: str | None = None) -> RefRecord:
+    """Create branch ``new`` at ``from_ref`` (default: ``main``'s head)."""
+    check_name("branch", new)
+    at = resolve(ws, f"{name}@{from_ref}" if from_ref else name)
+    with ws.catalog.dataset_lock(at.dataset.id) as c:
+        ws.catalog.set_ref(c, at.dataset.id, new, "branch", at.version.id, create=True)
+    return RefRecord(new, "branch", at.version.id, False)
+
+
+def ancestors(allv: dict[str, VersionRecord], start: str) -> dict[str, int]:
+    """Every ancestor of ``start`` (itself included) with its distance."""
+    dist, frontier = {start: 0}, [start]
+    while frontier:
+        nxt = []
+        for vid in frontier:
+            for p in allv[vid].parents:
+                if p not in dist:
+                    dist[p] = dist[vid] + 1
+                    nxt.append(p)
+        frontier = nxt
+    return dist
+
+
+def merge_base(allv: dict[str, VersionRecord], a: str, b: str) -> str | None:
+    da, db = ancestors(allv, a), ancestors(allv, b)
+    common = set(da) & set(db)
+    if not common:
+        return None
+    return min(common, key=lambda v: (da[v] + db[v], -allv[v].created_at.timestamp()))
+
+
+def id_array(ids: list[str]) -> pa.Array:
+    return pa.array(ids, pa.string())

@@ -1,0 +1,131 @@
+"""Content-addressed image storage: each image stored once under its sha256.
+
+Local disk or S3 (through fsspec/s3fs), chosen by the store URL. Blobs are immutable:
+a put of a hash that exists is a no-op, and a local put writes a temp file and renames
+it, so a crash never leaves a half-written blob under a real name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from viewfinder.errors import StorageError
+
+
+def blob_relpath(content_hash: str) -> str:
+    return f"blobs/{content_hash[:2]}/{content_hash[2:4]}/{content_hash}"
+
+
+class BlobStore:
+    """Put and get image bytes by content hash.
+
+    Args:
+        root: the store URL or local folder (``/path`` or ``file:///path`` or ``s3://b/p``).
+        storage_options: fsspec options for remote stores (endpoint, keys).
+        cache_dir: local folder for copies of remote blobs (exports, thumbnails).
+    """
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None,
+                 cache_dir: Path | None = None) -> None:
+        self.root = root.rstrip("/")
+        self.is_local = not root.startswith("s3://")
+        self.storage_options = storage_options or {}
+        self.cache_dir = cache_dir
+        self._fs: Any = None
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            import fsspec
+
+            self._fs = fsspec.filesystem("s3", **self.storage_options)
+        return self._fs
+
+    def _local(self, content_hash: str) -> Path:
+        return Path(self.root.removeprefix("file://")) / blob_relpath(content_hash)
+
+    def _remote(self, content_hash: str) -> str:
+        return f"{self.root}/{blob_relpath(content_hash)}"
+
+    def exists(self, content_hash: str) -> bool:
+        if self.is_local:
+            return self._local(content_hash).exists()
+        return bool(self.fs.exists(self._remote(content_hash)))
+
+    def put_file(self, src: str | Path, content_hash: str) -> bool:
+        """Store the file at ``src`` under ``content_hash``; False if it was there."""
+        try:
+            if self.is_local:
+                dest = self._local(content_hash)
+                if dest.exists():
+                    return False
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+                os.close(fd)
+                shutil.copyfile(src, tmp)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, dest)
+                return True
+            remote = self._remote(content_hash)
+            if self.fs.exists(remote):
+                return False
+            self.fs.put_file(str(src), remote)
+            return True
+        except OSError as e:
+            raise StorageError(f"cannot store blob {content_hash}: {e}", path=str(src)) from e
+
+    def put_bytes(self, data: bytes, content_hash: str) -> bool:
+        """Store ``data`` under ``content_hash``; False if it was there."""
+        try:
+            if self.is_local:
+                dest = self._local(content_hash)
+                if dest.exists():
+                    return False
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, dest)
+                return True
+            remote = self._remote(content_hash)
+            if self.fs.exists(remote):
+                return False
+            self.fs.pipe_file(remote, data)
+            return True
+        except OSError as e:
+            raise StorageError(f"cannot store blob {content_hash}: {e}") from e
+
+    def read(self, content_hash: str) -> bytes:
+        try:
+            if self.is_local:
+                return self._local(content_hash).read_bytes()
+            with self.fs.open(self._remote(content_hash), "rb") as f:
+                return f.read()
+        except (OSError, FileNotFoundError) as e:
+            raise StorageError(f"blob {content_hash} is missing from the store: {e}") from e
+
+    def local_path(self, content_hash: str) -> str:
+        """A local file holding the blob (the blob itself, or a cached copy of a remote one)."""
+        if self.is_local:
+            p = self._local(content_hash)
+            if not p.exists():
+                raise StorageError(f"blob {content_hash} is missing from the store", path=str(p))
+            return str(p)
+        if self.cache_dir is None:
+            raise StorageError("a remote store needs a cache folder for local copies")
+        p = self.cache_dir / blob_relpath(content_hash)
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
+            os.close(fd)
+            try:
+                self.fs.get_file(self._remote(content_hash), tmp)
+            except (OSError, FileNotFoundError) as e:
+                raise StorageError(f"blob {content_hash} is missing from the store: {e}") from e
+            os.replace(tmp, p)
+        return str(p)

@@ -1,0 +1,342 @@
+"""The catalog: the SQL source of truth for datasets, versions, refs and runs.
+
+SQLite (WAL, busy timeout) by default, PostgreSQL for a team, chosen by URL. The schema is
+created and upgraded only by Alembic migrations (``storage/migrations``); the ``Table``
+objects here describe it for queries, and a test checks the two agree.
+
+Writes to a dataset are serialized by :meth:`Catalog.dataset_lock`: a transaction that
+starts by bumping the dataset row's ``lock_counter``. That takes a row lock on PostgreSQL
+and the database write lock on SQLite, so two writers of one dataset queue instead of
+racing, on any number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from viewfinder.errors import AlreadyExists, DatasetNotFound, RefNotFound, StorageError
+
+metadata = sa.MetaData()
+
+datasets = sa.Table(
+    "datasets", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("classes", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("lock_counter", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("dataset_id", sa.String(32), sa.ForeignKey("datasets.id"), nullable=True),
+    sa.Column("operation", sa.String(100), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("code_version", sa.String(100), nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("outputs", sa.JSON, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+versions = sa.Table(
+    "versions", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("dataset_id", sa.String(32), sa.ForeignKey("datasets.id"), nullable=False, index=True),
+    sa.Column("parents", sa.JSON, nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), nullable=True),
+    sa.Column("samples_table_version", sa.BigInteger, nullable=False),
+    sa.Column("labels_table_version", sa.BigInteger, nullable=False),
+    sa.Column("summary", sa.JSON, nullable=False),
+    sa.Column("changes", sa.JSON, nullable=False),
+    sa.Column("extra", sa.JSON, nullable=False),
+)
+
+refs = sa.Table(
+    "refs", metadata,
+    sa.Column("dataset_id", sa.String(32), sa.ForeignKey("datasets.id"), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),  # "branch" | "tag"
+    sa.Column("version_id", sa.String(32), sa.ForeignKey("versions.id"), nullable=False),
+    sa.Column("protected", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def new_id(nbytes: int = 8) -> str:
+    return secrets.token_hex(nbytes)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    id: str
+    name: str
+    classes: list[str]
+    created_at: datetime
+    created_by: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    id: str
+    dataset_id: str
+    parents: list[str]
+    author: str
+    message: str
+    created_at: datetime
+    run_id: str | None
+    samples_table_version: int
+    labels_table_version: int
+    summary: dict[str, Any]
+    changes: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "parents": self.parents, "author": self.author,
+            "message": self.message, "created_at": self.created_at.isoformat(),
+            "run_id": self.run_id, "summary": self.summary, "changes": self.changes,
+            "extra": self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class RefRecord:
+    name: str
+    kind: str
+    version_id: str
+    protected: bool
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _version(row: Any) -> VersionRecord:
+    return VersionRecord(
+        id=row.id, dataset_id=row.dataset_id, parents=list(row.parents), author=row.author,
+        message=row.message, created_at=_aware(row.created_at), run_id=row.run_id,
+        samples_table_version=int(row.samples_table_version),
+        labels_table_version=int(row.labels_table_version),
+        summary=row.summary, changes=row.changes, extra=row.extra or {},
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the settings Viewfinder relies on."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 120})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below take over
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=120000")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def migrate(url: str) -> None:
+    """Create or upgrade the catalog schema to the newest migration."""
+    from alembic import command
+    from alembic.config import Config
+
+    here = Path(__file__).parent / "migrations"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(here))
+    cfg.attributes["url"] = url
+    command.upgrade(cfg, "head")
+
+
+class Catalog:
+    """Typed access to the catalog tables. Every method is one short transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- datasets ---------------------------------------------------------------------
+
+    def create_dataset(self, name: str, *, author: str, classes: list[str] | None = None) -> DatasetRecord:
+        rec = DatasetRecord(id=new_id(), name=name, classes=list(classes or []),
+                            created_at=utcnow(), created_by=author)
+        try:
+            with self.engine.begin() as c:
+                c.execute(datasets.insert().values(
+                    id=rec.id, name=rec.name, classes=rec.classes, created_at=rec.created_at,
+                    created_by=rec.created_by, description=""))
+        except sa.exc.IntegrityError:
+            raise AlreadyExists(f"dataset {name!r} already exists", dataset=name) from None
+        return rec
+
+    def get_dataset(self, name: str) -> DatasetRecord:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(datasets).where(datasets.c.name == name)).first()
+        if row is None:
+            raise DatasetNotFound(f"no dataset named {name!r}", dataset=name)
+        return DatasetRecord(id=row.id, name=row.name, classes=list(row.classes),
+                             created_at=_aware(row.created_at), created_by=row.created_by,
+                             description=row.description)
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(datasets).order_by(datasets.c.name)).all()
+        return [DatasetRecord(id=r.id, name=r.name, classes=list(r.classes),
+                              created_at=_aware(r.created_at), created_by=r.created_by,
+                              description=r.description) for r in rows]
+
+    @contextmanager
+    def dataset_lock(self, dataset_id: str) -> Iterator[Connection]:
+        """A transaction holding the dataset's write lock; commit on clean exit."""
+        try:
+            with self.engine.begin() as c:
+                c.execute(datasets.update().where(datasets.c.id == dataset_id)
+                          .values(lock_counter=datasets.c.lock_counter + 1))
+                yield c
+        except sa.exc.OperationalError as e:
+            raise StorageError(f"catalog write failed: {e.orig}") from e
+
+    # -- versions and refs (inside or outside a lock) ---------------------------------
+
+    def insert_version(self, c: Connection, rec: VersionRecord) -> None:
+        c.execute(versions.insert().values(
+            id=rec.id, dataset_id=rec.dataset_id, parents=rec.parents, author=rec.author,
+            message=rec.message, created_at=rec.created_at, run_id=rec.run_id,
+            samples_table_version=rec.samples_table_version,
+            labels_table_version=rec.labels_table_version, summary=rec.summary,
+            changes=rec.changes, extra=rec.extra))
+
+    def set_ref(self, c: Connection, dataset_id: str, name: str, kind: str, version_id: str,
+                *, protected: bool = False, create: bool = False) -> None:
+        now = utcnow()
+        if create:
+            exists = c.execute(sa.select(refs.c.name).where(
+                refs.c.dataset_id == dataset_id, refs.c.name == name)).first()
+            if exists:
+                raise AlreadyExists(f"a branch or tag named {name!r} already exists")
+            c.execute(refs.insert().values(dataset_id=dataset_id, name=name, kind=kind,
+                                           version_id=version_id, protected=protected,
+                                           created_at=now, updated_at=now))
+        else:
+            c.execute(refs.update().where(refs.c.dataset_id == dataset_id, refs.c.name == name)
+                      .values(version_id=version_id, updated_at=now))
+
+    def get_ref(self, dataset_id: str, name: str, c: Connection | None = None) -> RefRecord | None:
+        q = sa.select(refs).where(refs.c.dataset_id == dataset_id, refs.c.name == name)
+        if c is None:
+            with self.engine.connect() as conn:
+                row = conn.execute(q).first()
+        else:
+            row = c.execute(q).first()
+        return RefRecord(row.name, row.kind, row.version_id, row.protected) if row else None
+
+    def list_refs(self, dataset_id: str) -> list[RefRecord]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(refs).where(refs.c.dataset_id == dataset_id)
+                             .order_by(refs.c.kind, refs.c.name)).all()
+        return [RefRecord(r.name, r.kind, r.version_id, r.protected) for r in rows]
+
+    def get_version(self, dataset_id: str, version_id: str, c: Connection | None = None) -> VersionRecord | None:
+        q = sa.select(versions).where(versions.c.dataset_id == dataset_id, versions.c.id == version_id)
+        if c is None:
+            with self.engine.connect() as conn:
+                row = conn.execute(q).first()
+        else:
+            row = c.execute(q).first()
+        return _version(row) if row else None
+
+    def find_versions_by_prefix(self, dataset_id: str, prefix: str) -> list[str]:
+        with self.engine.connect() as c:
+            return [r.id for r in c.execute(
+                sa.select(versions.c.id).where(versions.c.dataset_id == dataset_id,
+                                               versions.c.id.startswith(prefix, autoescape=True))
+                .limit(2))]
+
+    def all_versions(self, dataset_id: str) -> dict[str, VersionRecord]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(versions).where(versions.c.dataset_id == dataset_id)).all()
+        return {r.id: _version(r) for r in rows}
+
+    # -- runs -------------------------------------------------------------------------
+
+    def start_run(self, *, dataset_id: str | None, operation: str, params: dict[str, Any],
+                  author: str, code_version: str) -> str:
+        run_id = new_id()
+        with self.engine.begin() as c:
+            c.execute(runs.insert().values(
+                id=run_id, dataset_id=dataset_id, operation=operation,
+                params=json.loads(json.dumps(params, default=str)), code_version=code_version,
+                author=author, status="running", started_at=utcnow(), outputs={}))
+        return run_id
+
+    def finish_run(self, run_id: str, *, status: str, outputs: dict[str, Any] | None = None,
+                   error: str | None = None) -> None:
+        with self.engine.begin() as c:
+            c.execute(runs.update().where(runs.c.id == run_id).values(
+                status=status, finished_at=utcnow(), outputs=outputs or {}, error=error))
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+        return dict(row._mapping) if row else None
+
+
+def resolve_ref_name(catalog: Catalog, dataset: DatasetRecord, ref: str) -> VersionRecord:
+    """A version from a branch name, tag name, full version id or unique id prefix."""
+    r = catalog.get_ref(dataset.id, ref)
+    if r is not None:
+        v = catalog.get_version(dataset.id, r.version_id)
+        assert v is not None
+        return v
+    v = catalog.get_version(dataset.id, ref)
+    if v is not None:
+        return v
+    if len(ref) >= 4:
+        ids = catalog.find_versions_by_prefix(dataset.id, ref)
+        if len(ids) == 1:
+            v = catalog.get_version(dataset.id, ids[0])
+            assert v is not None
+            return v
+        if len(ids) > 1:
+            raise RefNotFound(f"version prefix {ref!r} is ambiguous in {dataset.name!r}",
+                              dataset=dataset.name)
+    raise RefNotFound(f"no branch, tag or version {ref!r} in dataset {dataset.name!r}",
+                      dataset=dataset.name)
