@@ -59,7 +59,9 @@ def inspect_image(data: bytes) -> ImageInfo:
                     orientation = 1
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ValueError(f"decompression bomb refused: {e}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError:
+        raise ValueError("not a readable image: unknown or corrupt image format") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"not a readable image: {e}") from None
     if w <= 0 or h <= 0:
         raise ValueError(f"image has no pixels ({w}x{h})")

@@ -1,0 +1,185 @@
+"""Importing: what a data engineer sees when they bring a dataset in, good or bad."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from viewfinder import ImportFailed, InvalidInput
+from viewfinder.api import Workspace
+from viewfinder.storage.blobs import blob_relpath
+from viewfinder.synthetic import make_coco
+
+
+def _coco(src: Path, split: str = "train") -> dict:
+    return json.loads((src / "annotations" / f"instances_{split}.json").read_text())
+
+
+def _write(src: Path, doc: dict, split: str = "train") -> None:
+    (src / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+
+
+def test_import_counts_and_stats(ws: Workspace, coco_source: Path) -> None:
+    res = ws.import_source(coco_source, "street", format="coco")
+    n_ann = sum(len(_coco(coco_source, s)["annotations"])
+                for s in ("train", "val") if (coco_source / f"annotations/instances_{s}.json").exists())
+    assert res.created and res.samples == 12 and res.labels == n_ann
+    stats = ws.dataset("street").stats()
+    assert stats["samples"] == 12 and stats["labels"] == n_ann
+    assert sum(stats["classes"].values()) == n_ann
+    assert set(stats["splits"]) <= {"train", "val"} and sum(stats["splits"].values()) == 12
+    assert sum(stats["box_sizes"]["buckets"].values()) == n_ann
+
+
+def test_import_auto_detects_coco(ws: Workspace, coco_source: Path) -> None:
+    assert ws.import_source(coco_source, "street").format == "coco"
+
+
+def test_reimport_is_idempotent(ws: Workspace, coco_source: Path) -> None:
+    first = ws.import_source(coco_source, "street")
+    again = ws.import_source(coco_source, "street")
+    assert not again.created and again.version.id == first.version.id
+    assert len(ws.log("street")) == 2  # "create dataset" + the import
+
+
+def test_images_are_stored_once_by_content_hash(ws: Workspace, tmp_path: Path) -> None:
+    src = make_coco(tmp_path / "src", n_images=3, seed=1, val_fraction=0)
+    a, b = sorted((src / "images" / "train").iterdir())[:2]
+    shutil.copyfile(a, b)  # two samples, one image
+    ws.import_source(src, "dup", format="coco", on_error="skip")
+    rows = ws.dataset("dup").samples().to_pylist()
+    assert len(rows) == 3
+    hashes = [r["content_hash"] for r in rows]
+    assert len(set(hashes)) == 2
+    for h in hashes:
+        assert (ws.path / "objects" / blob_relpath(h)).exists()
+
+
+def test_sync_shows_exactly_the_labels_a_vendor_changed(ws: Workspace, coco_source: Path) -> None:
+    ws.import_source(coco_source, "street")
+    ws.tag("street@main", "before")
+    doc = _coco(coco_source)
+    anns = doc["annotations"]
+    anns[0]["category_id"] = anns[0]["category_id"] % 4 + 1          # class corrected
+    anns[1]["bbox"][0] += 2                                          # box moved
+    removed = anns.pop(2)                                            # spurious box removed
+    anns.append({**anns[3], "id": 10_000})                           # missing box added
+    _write(coco_source, doc)
+    res = ws.import_source(coco_source, "street", mode="sync")
+    d = ws.diff("street", "before", "main")
+    assert d.labels.counts() == {"added": 1, "removed": 1, "changed": 2}
+    assert d.samples.counts()["removed"] == 0
+    assert res.changes["labels"] == {"added": 1, "removed": 1, "changed": 2}
+    assert removed["id"] not in [int(x) for x in
+                                 ws.dataset("street").labels().column("source_id").to_pylist()]
+
+
+def test_sync_removes_samples_gone_from_source_and_add_does_not(ws: Workspace, coco_source: Path) -> None:
+    ws.import_source(coco_source, "street")
+    doc = _coco(coco_source)
+    gone = doc["images"].pop(0)
+    doc["annotations"] = [a for a in doc["annotations"] if a["image_id"] != gone["id"]]
+    _write(coco_source, doc)
+    ws.import_source(coco_source, "street", mode="add")
+    assert len(ws.dataset("street")) == 12
+    ws.import_source(coco_source, "street", mode="sync")
+    assert len(ws.dataset("street")) == 11
+    assert ws.dataset("street").count(f'key == "train/{gone["file_name"]}"') == 0
+
+
+def test_exif_orientation_is_honoured(ws: Workspace, tmp_path: Path) -> None:
+    root = tmp_path / "folder" / "cat"
+    root.mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°: stored 100x50, displayed 50x100
+    Image.new("RGB", (100, 50), "red").save(root / "a.jpg", exif=exif.tobytes())
+    ws.import_source(tmp_path / "folder", "rot", format="imagefolder")
+    row = ws.dataset("rot").samples().to_pylist()[0]
+    assert (row["width"], row["height"]) == (50, 100)
+
+
+def test_user_metadata_file_is_kept_and_queryable(ws: Workspace, coco_source: Path, tmp_path: Path) -> None:
+    names = sorted(p.name for p in (coco_source / "images" / "train").iterdir())
+    meta = tmp_path / "meta.csv"
+    meta.write_text("file,region,night\n" + "\n".join(
+        f"{n},{'APAC' if i % 2 else 'EU'},{str(i % 3 == 0).lower()}" for i, n in enumerate(names)))
+    ws.import_source(coco_source, "street", metadata=meta)
+    ds = ws.dataset("street")
+    assert ds.count('metadata.region == "APAC"') == len(names) // 2
+    assert ds.count("metadata.night == true") == len(range(0, len(names), 3))
+
+
+@pytest.fixture
+def broken_source(coco_source: Path) -> tuple[Path, list[str]]:
+    """The COCO source with one problem of every kind an image can have; returns it and
+    the names of the broken images (non-image, truncated, missing, box outside)."""
+    imgs = sorted((coco_source / "images" / "train").iterdir())
+    names = [p.name for p in imgs[:4]]
+    imgs[0].write_bytes(b"this is not an image")                        # non-image
+    data = imgs[1].read_bytes()
+    imgs[1].write_bytes(data[: len(data) // 2])                           # truncated JPEG
+    imgs[2].unlink()                                                      # missing file
+    doc = _coco(coco_source)
+    by_name = {im["file_name"]: im["id"] for im in doc["images"]}
+    victim = by_name[imgs[3].name]
+    for a in doc["annotations"]:
+        if a["image_id"] == victim:
+            a["bbox"] = [150.0, 100.0, 40.0, 40.0]                       # outside 160x120
+            break
+    _write(coco_source, doc)
+    return coco_source, names
+
+
+def test_bad_input_fails_with_every_problem_and_no_version(ws: Workspace, broken_source) -> None:
+    src, names = broken_source
+    with pytest.raises(ImportFailed) as e:
+        ws.import_source(src, "street")
+    by_kind = {
+        "non-image": [p for p in e.value.problems if names[0] in str(p) and "not a readable image" in p.message],
+        "truncated": [p for p in e.value.problems if names[1] in str(p) and "truncated" in p.message],
+        "missing": [p for p in e.value.problems if names[2] in str(p) and "not found" in p.message],
+        "outside": [p for p in e.value.problems if "outside" in p.message and p.record],
+    }
+    assert all(by_kind.values()), by_kind
+    assert "street" not in ws.datasets() or len(ws.log("street")) == 1  # no imported version
+
+
+def test_on_error_skip_imports_the_rest_and_records_what_was_skipped(ws: Workspace, broken_source) -> None:
+    src, names = broken_source
+    res = ws.import_source(src, "street", on_error="skip")
+    assert res.created and len(res.skipped) == 4
+    v = ws.dataset("street").version
+    assert [p["message"] for p in v.extra["skipped"]] == [p.message for p in res.skipped]
+    assert {"path", "record", "message"} <= set(v.extra["skipped"][0])
+    # the three broken images are left out; the bad box is left out of its sample
+    keys = set(ws.dataset("street").samples().column("key").to_pylist())
+    assert not {f"train/{n}" for n in names[:3]} & keys and f"train/{names[3]}" in keys
+    assert len(keys) == 12 - 3
+
+
+def test_decompression_bomb_is_refused(ws: Workspace, tmp_path: Path) -> None:
+    root = tmp_path / "bomb" / "x"
+    root.mkdir(parents=True)
+    Image.new("1", (14_000, 14_000)).save(root / "big.png")  # 196 Mpx, a few KB on disk
+    Image.new("RGB", (10, 10)).save(root / "ok.png")
+    with pytest.raises(ImportFailed) as e:
+        ws.import_source(tmp_path / "bomb", "bomb", format="imagefolder")
+    assert any("decompression bomb" in p.message and "big.png" in p.path for p in e.value.problems)
+
+
+def test_source_must_be_a_folder(ws: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput):
+        ws.import_source(tmp_path / "nope", "x")
+
+
+def test_parallel_import_matches_serial(ws: Workspace, tmp_path: Path) -> None:
+    src = make_coco(tmp_path / "big", n_images=600, size=(64, 48), seed=5)
+    a = ws.import_source(src, "par", workers=2)
+    b = ws.import_source(src, "ser", workers=1)
+    pa_rows = ws.dataset("par").samples().select(["key", "content_hash", "width"]).to_pylist()
+    sr_rows = ws.dataset("ser").samples().select(["key", "content_hash", "width"]).to_pylist()
+    assert a.samples == b.samples == 600 and pa_rows == sr_rows
