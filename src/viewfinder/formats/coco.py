@@ -1,0 +1,822 @@
+"""COCO JSON: importer and exporter.
+
+Layout read::
+
+    root/
+      annotations/<task>_<split>.json     task: instances, person_keypoints, stuff, labels,
+                                          panoptic, image_info, captions
+      annotations/panoptic_<split>/*.png  panoptic segment maps
+      images/<split>/<file_name>          or images/<file_name>, <split>/<file_name>,
+                                          <file_name> (the first that exists)
+
+Without an ``annotations`` folder, the ``*.json`` files at the root are read. A file whose
+name has no known task prefix is read as ``instances`` with no split; ``*_default.json``
+also means no split.
+
+Identity: a sample's key is its image path relative to the image root (``root/images`` if
+that folder exists, else ``root``). The same image named by several task files of a split
+is one sample carrying all their labels. Annotation ids of the ``instances``,
+``person_keypoints`` and ``stuff`` files share one id space (as in the COCO release, where a
+person's keypoint annotation has the id of its instance annotation): an annotation with
+the id, image, category and box of one already read is the *same* object, and its
+keypoints/segmentation are merged into that label. Its ``source_id`` is ``str(id)``.
+Labels from ``labels_*`` and ``panoptic_*`` files (and same-id annotations that are a
+different object) get ``"<task>:<id>"`` so ids stay unique per sample.
+
+Keypoint names and skeletons live on COCO categories; Viewfinder's sources have no
+category records, so they travel on each keypoints label as the reserved attributes
+``_keypoint_names`` and ``_skeleton`` and the exporter puts them back on the categories.
+
+Export writes ``annotations/instances_<split>.json`` (``instances_default.json`` for
+samples without a split), ``labels_<split>.json`` for classification labels and
+``captions_<split>.json`` for ``metadata["captions"]``, and places images at
+``images/<key>``. Import → export → import gives the same keys, splits and labels.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from viewfinder.core.geometry import polygon_area, polygons_bbox
+from viewfinder.core.types import LabelKind, Problem, SourceDataset, SourceLabel, SourceSample
+from viewfinder.errors import InvalidInput
+from viewfinder.formats import _rle
+from viewfinder.formats.base import (
+    ExportItem,
+    ImageWriter,
+    UnsafePath,
+    dump_json,
+    read_json,
+    safe_join,
+)
+
+FORMAT = "coco"
+
+KEYPOINT_NAMES_ATTR = "_keypoint_names"
+"""Reserved label attribute: the keypoint names of the label's COCO category."""
+SKELETON_ATTR = "_skeleton"
+"""Reserved label attribute: the skeleton (pairs of keypoint indices) of its category."""
+_RESERVED_ATTRS = (KEYPOINT_NAMES_ATTR, SKELETON_ATTR)
+
+BBOX_TOLERANCE = 1.0
+"""How far (pixels) a box may stick out of the image before it is a problem."""
+
+# Longest first so that a prefix never shadows a longer task name.
+_TASKS = ("person_keypoints", "image_info", "instances", "captions", "panoptic", "labels", "stuff")
+_TASK_ORDER = ("instances", "person_keypoints", "stuff", "labels", "panoptic", "image_info",
+               "captions")
+_INSTANCE_FAMILY = frozenset({"instances", "person_keypoints", "stuff"})
+_HEAD_BYTES = 64 * 1024
+
+
+# --------------------------------------------------------------------------- detect
+
+
+def _task_and_split(stem: str) -> tuple[str, str | None, bool]:
+    """``(task, split, known)`` from an annotation file's stem."""
+    for task in _TASKS:
+        if stem == task:
+            return task, None, True
+        if stem.startswith(task + "_"):
+            split = stem[len(task) + 1:]
+            return task, (None if split in ("", "default") else split), True
+    return "instances", None, False
+
+
+def _looks_like_coco(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD_BYTES)
+    except OSError:
+        return False
+    head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"{") and b'"images"' in head
+
+
+def _annotation_files(root: Path) -> list[Path]:
+    ann = root / "annotations"
+    files = sorted(p for p in ann.glob("*.json") if p.is_file()) if ann.is_dir() else []
+    return files or sorted(p for p in root.glob("*.json") if p.is_file())
+
+
+def detect(root: Path) -> bool:
+    """True for a folder with ``annotations/<task>_*.json`` or a COCO-looking JSON file."""
+    root = Path(root)
+    if not root.is_dir():
+        return False
+    files = _annotation_files(root)
+    if any(_task_and_split(p.stem)[2] and p.parent.name == "annotations" for p in files):
+        return True
+    return any(_looks_like_coco(p) for p in files[:20])
+
+
+# --------------------------------------------------------------------------- read
+
+
+class _Bad(Exception):
+    """A record is wrong; the message becomes a Problem."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(values: list[Any], what: str) -> list[float]:
+    if not all(_is_num(v) for v in values):
+        raise _Bad(f"{what} must contain only numbers")
+    if not all(math.isfinite(v) for v in values):
+        raise _Bad(f"{what} has a non-finite number")
+    return [float(v) for v in values]
+
+
+def _size_value(v: Any) -> int | None:
+    if v is None:
+        return None
+    if _is_int(v) and v > 0:
+        return int(v)
+    if isinstance(v, float) and v.is_integer() and v > 0:
+        return int(v)
+    raise _Bad(f"width and height must be positive integers, got {v!r}")
+
+
+def _kind(label: SourceLabel) -> LabelKind:
+    if label.keypoints is not None:
+        return LabelKind.KEYPOINTS
+    if label.polygon is not None:
+        return LabelKind.POLYGON
+    if label.mask is not None:
+        return LabelKind.MASK
+    if label.bbox is not None:
+        return LabelKind.BOX
+    return LabelKind.CLASSIFICATION
+
+
+def _label_from(ann: dict[str, Any], class_name: str, width: int | None,
+                height: int | None) -> SourceLabel:
+    """A SourceLabel from one COCO annotation (or panoptic segment); ``_Bad`` if invalid."""
+    bbox: tuple[float, float, float, float] | None = None
+    raw_bbox = ann.get("bbox")
+    if raw_bbox is not None and raw_bbox != []:
+        if not isinstance(raw_bbox, list) or len(raw_bbox) != 4:
+            raise _Bad("bbox must be [x, y, width, height]")
+        x, y, w, h = _finite(raw_bbox, "bbox")
+        if w < 0 or h < 0:
+            raise _Bad(f"bbox has a negative size {w:g}x{h:g}")
+        if width is not None and height is not None and (
+                x < -BBOX_TOLERANCE or y < -BBOX_TOLERANCE
+                or x + w > width + BBOX_TOLERANCE or y + h > height + BBOX_TOLERANCE):
+            raise _Bad(f"bbox [{x:g}, {y:g}, {w:g}, {h:g}] lies outside the "
+                       f"{width}x{height} image")
+        bbox = (x, y, w, h)
+
+    polygon: list[list[float]] | None = None
+    mask: dict[str, Any] | None = None
+    seg = ann.get("segmentation")
+    if isinstance(seg, list) and seg:
+        polygon = []
+        for ring in seg:
+            if not isinstance(ring, list):
+                raise _Bad("segmentation must be a list of polygons (flat [x, y, ...] lists)")
+            pts = _finite(ring, "polygon")
+            if len(pts) % 2 or len(pts) < 6:
+                raise _Bad(f"polygon needs an even number of coordinates and at least 3 "
+                           f"points, got {len(pts)} numbers")
+            polygon.append(pts)
+    elif isinstance(seg, dict):
+        try:
+            mask = _rle.from_coco(seg)
+        except _rle.BadMask as e:
+            raise _Bad(str(e)) from None
+        if width is not None and height is not None and mask["size"] != [height, width]:
+            raise _Bad(f"RLE size {mask['size']} is not the image's [height, width] "
+                       f"[{height}, {width}]")
+    elif seg is not None and seg != []:
+        raise _Bad("segmentation must be a list of polygons or an RLE object")
+
+    keypoints: list[float] | None = None
+    raw_kp = ann.get("keypoints")
+    if raw_kp is not None and raw_kp != []:
+        if not isinstance(raw_kp, list) or len(raw_kp) % 3:
+            raise _Bad("keypoints must be a flat list of [x, y, v] triples")
+        keypoints = _finite(raw_kp, "keypoints")
+        if any(v not in (0.0, 1.0, 2.0) for v in keypoints[2::3]):
+            raise _Bad("keypoint visibility must be 0, 1 or 2")
+
+    iscrowd = ann.get("iscrowd", 0)
+    if iscrowd not in (0, 1):  # True/False compare equal to 1/0
+        raise _Bad(f"iscrowd must be 0 or 1, got {iscrowd!r}")
+    attributes = ann.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise _Bad("attributes must be an object")
+    score = ann.get("score")
+    if score is not None:
+        score = _finite([score], "score")[0]
+
+    if bbox is None and polygon is not None:
+        bbox = polygons_bbox(polygon)
+    elif bbox is None and mask is not None:
+        bbox = _rle.bbox(mask)
+    label = SourceLabel(kind=LabelKind.CLASSIFICATION, class_name=class_name, bbox=bbox,
+                        polygon=polygon, mask=mask, keypoints=keypoints,
+                        iscrowd=bool(iscrowd), attributes=dict(attributes), score=score)
+    label.kind = _kind(label)
+    return label
+
+
+def _same_object(a: SourceLabel, b: SourceLabel) -> bool:
+    if a.class_name != b.class_name:
+        return False
+    if a.bbox is None or b.bbox is None:
+        return a.bbox is None and b.bbox is None
+    return all(abs(p - q) <= 1e-6 for p, q in zip(a.bbox, b.bbox, strict=True))
+
+
+def _merge(into: SourceLabel, new: SourceLabel) -> None:
+    """Fold a same-object annotation from another task file into ``into``."""
+    if into.polygon is None and into.mask is None:
+        into.polygon, into.mask = new.polygon, new.mask
+    if into.keypoints is None:
+        into.keypoints = new.keypoints
+    for k, v in new.attributes.items():
+        into.attributes.setdefault(k, v)
+    if into.score is None:
+        into.score = new.score
+    into.kind = _kind(into)
+
+
+@dataclass
+class _Categories:
+    names: dict[int, str]
+    keypoint_meta: dict[int, dict[str, Any]]
+
+
+class _Reader:
+    """Reads the annotation files of one root into merged samples."""
+
+    def __init__(self, root: Path, split: str | None) -> None:
+        self.root = root
+        self.override = split
+        self.image_root = root / "images" if (root / "images").is_dir() else root
+        self.problems: list[Problem] = []
+        self.samples: dict[str, SourceSample] = {}
+        self.file_split: dict[str, str | None] = {}
+        self.by_ann: dict[tuple[str, int], SourceLabel] = {}
+        self.class_ids: dict[str, int] = {}
+
+    def problem(self, rel: str, message: str, record: str | None = None) -> None:
+        self.problems.append(Problem(rel, message, record))
+
+    def classes(self) -> list[str]:
+        return sorted(self.class_ids, key=lambda n: (self.class_ids[n], n))
+
+    # -- one file
+
+    def read_file(self, path: Path) -> None:
+        rel = path.relative_to(self.root).as_posix()
+        task, split, _ = _task_and_split(path.stem)
+        data = read_json(path, self.root, self.problems)
+        if data is None:
+            return
+        if not isinstance(data, dict):
+            self.problem(rel, "not a COCO file: the top level must be an object with "
+                              "images, annotations and categories")
+            return
+        images = data.get("images")
+        if not isinstance(images, list):
+            self.problem(rel, "'images' is missing or not a list")
+            return
+        anns = self._list(data, "annotations", rel, required=task != "image_info")
+        cats = self._list(data, "categories", rel,
+                          required=task not in ("image_info", "captions"))
+        categories = self._categories(rel, cats)
+        image_keys = self._images(rel, split, images)
+        if task == "panoptic":
+            self._panoptic(path, rel, anns, image_keys, categories)
+        elif task == "captions":
+            self._captions(rel, anns, image_keys)
+        else:
+            self._annotations(rel, task, anns, image_keys, categories)
+
+    def _list(self, data: dict[str, Any], name: str, rel: str, *, required: bool) -> list[Any]:
+        value = data.get(name)
+        if value is None:
+            if required:
+                self.problem(rel, f"'{name}' is missing")
+            return []
+        if not isinstance(value, list):
+            self.problem(rel, f"'{name}' must be a list, got {type(value).__name__}")
+            return []
+        return value
+
+    def _categories(self, rel: str, cats: list[Any]) -> _Categories:
+        out = _Categories({}, {})
+        for i, c in enumerate(cats):
+            rec = f"category #{i}"
+            if not isinstance(c, dict) or not _is_int(c.get("id")):
+                self.problem(rel, "category must be an object with an integer id", rec)
+                continue
+            cid, name = c["id"], c.get("name")
+            rec = f"category id={cid}"
+            if not isinstance(name, str) or not name.strip():
+                self.problem(rel, "category name must be a non-empty string", rec)
+                continue
+            if cid in out.names:
+                self.problem(rel, "duplicate category id", rec)
+                continue
+            out.names[cid] = name
+            self.class_ids[name] = min(self.class_ids.get(name, cid), cid)
+            meta: dict[str, Any] = {}
+            names, skeleton = c.get("keypoints"), c.get("skeleton")
+            if names:
+                if isinstance(names, list) and all(isinstance(n, str) for n in names):
+                    meta[KEYPOINT_NAMES_ATTR] = list(names)
+                else:
+                    self.problem(rel, "category keypoints must be a list of names", rec)
+            if skeleton:
+                if isinstance(skeleton, list) and all(
+                        isinstance(e, list) and len(e) == 2 and all(_is_int(v) for v in e)
+                        for e in skeleton):
+                    meta[SKELETON_ATTR] = [list(e) for e in skeleton]
+                else:
+                    self.problem(rel, "category skeleton must be a list of [i, j] pairs", rec)
+            if meta:
+                out.keypoint_meta[cid] = meta
+        return out
+
+    def _resolve(self, file_name: str, split: str | None) -> Path | None:
+        """The image file for ``file_name``; None if absent. Raises UnsafePath."""
+        safe_join(self.root, file_name)  # refuses absolute names and ``..`` up front
+        candidates = [f"images/{file_name}", file_name]
+        if split:
+            candidates = [f"images/{split}/{file_name}", candidates[0],
+                          f"{split}/{file_name}", file_name]
+        for name in candidates:
+            path = safe_join(self.root, name)
+            if path.is_file():
+                return path
+        return None
+
+    def _key(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.image_root).as_posix()
+        except ValueError:
+            return path.relative_to(self.root).as_posix()
+
+    def _images(self, rel: str, split: str | None, images: list[Any]) -> dict[int, str | None]:
+        """Image id → sample key (None: the image was left out with a Problem)."""
+        keys: dict[int, str | None] = {}
+        for i, im in enumerate(images):
+            if not isinstance(im, dict) or not _is_int(im.get("id")):
+                self.problem(rel, "image must be an object with an integer id", f"image #{i}")
+                continue
+            iid, file_name = im["id"], im.get("file_name")
+            rec = f"image id={iid}" + (f" ({file_name})" if isinstance(file_name, str) else "")
+            if iid in keys:
+                self.problem(rel, "duplicate image id", rec)
+                continue
+            keys[iid] = None
+            if not isinstance(file_name, str) or not file_name:
+                self.problem(rel, "file_name must be a non-empty string", rec)
+                continue
+            try:
+                width, height = _size_value(im.get("width")), _size_value(im.get("height"))
+            except _Bad as e:
+                self.problem(rel, str(e), rec)
+                continue
+            try:
+                path = self._resolve(file_name, split)
+            except UnsafePath as e:
+                self.problem(rel, str(e), rec)
+                continue
+            if path is None:
+                self.problem(rel, "image file not found; the image and its annotations "
+                                  "are left out", rec)
+                continue
+            key = self._key(path)
+            sample = self.samples.get(key)
+            if sample is None:
+                sample = SourceSample(key=key, path=str(path), width=width, height=height,
+                                      split=self.override if self.override is not None else split)
+                self.samples[key] = sample
+                self.file_split[key] = split
+            else:
+                if self.override is None and self.file_split[key] != split:
+                    self.problem(rel, f"image {key} is already in split "
+                                      f"{self.file_split[key]!r}", rec)
+                    continue
+                if ((width is not None and sample.width is not None and width != sample.width)
+                        or (height is not None and sample.height is not None
+                            and height != sample.height)):
+                    self.problem(rel, f"size {width}x{height} differs from "
+                                      f"{sample.width}x{sample.height} in another file", rec)
+                    continue
+                sample.width = sample.width if sample.width is not None else width
+                sample.height = sample.height if sample.height is not None else height
+            keys[iid] = key
+        return keys
+
+    def _annotation_head(self, rel: str, i: int, ann: Any, seen: set[int],
+                         image_keys: dict[int, str | None]) -> tuple[int, str | None] | None:
+        """Checks shared by every annotation: ``(id, key)``, or None after a Problem."""
+        if not isinstance(ann, dict) or not _is_int(ann.get("id")):
+            self.problem(rel, "annotation must be an object with an integer id",
+                         f"annotation #{i}")
+            return None
+        aid = ann["id"]
+        rec = f"annotation id={aid}"
+        if aid in seen:
+            self.problem(rel, "duplicate annotation id", rec)
+            return None
+        seen.add(aid)
+        iid = ann.get("image_id")
+        if not _is_int(iid) or iid not in image_keys:
+            self.problem(rel, f"unknown image_id {iid!r}", rec)
+            return None
+        return aid, image_keys[iid]
+
+    def _annotations(self, rel: str, task: str, anns: list[Any],
+                     image_keys: dict[int, str | None], categories: _Categories) -> None:
+        seen: set[int] = set()
+        for i, ann in enumerate(anns):
+            head = self._annotation_head(rel, i, ann, seen, image_keys)
+            if head is None or head[1] is None:
+                continue
+            aid, key = head
+            rec = f"annotation id={aid}"
+            cid = ann.get("category_id")
+            if not _is_int(cid) or cid not in categories.names:
+                self.problem(rel, f"unknown category_id {cid!r}", rec)
+                continue
+            sample = self.samples[key]
+            try:
+                label = _label_from(ann, categories.names[cid], sample.width, sample.height)
+            except _Bad as e:
+                self.problem(rel, str(e), rec)
+                continue
+            if label.keypoints is not None:
+                for k, v in categories.keypoint_meta.get(cid, {}).items():
+                    label.attributes[k] = [list(e) if isinstance(e, list) else e for e in v]
+            self._add(sample, task, aid, label)
+
+    def _add(self, sample: SourceSample, task: str, aid: int, label: SourceLabel) -> None:
+        if task in _INSTANCE_FAMILY:
+            ident = (sample.key, aid)
+            prev = self.by_ann.get(ident)
+            if prev is None:
+                label.source_id = str(aid)
+                self.by_ann[ident] = label
+                sample.labels.append(label)
+                return
+            if _same_object(prev, label):
+                _merge(prev, label)
+                return
+        label.source_id = f"{task}:{aid}"
+        sample.labels.append(label)
+
+    def _captions(self, rel: str, anns: list[Any], image_keys: dict[int, str | None]) -> None:
+        seen: set[int] = set()
+        for i, ann in enumerate(anns):
+            head = self._annotation_head(rel, i, ann, seen, image_keys)
+            if head is None or head[1] is None:
+                continue
+            caption = ann.get("caption")
+            if not isinstance(caption, str):
+                self.problem(rel, "caption must be a string", f"annotation id={head[0]}")
+                continue
+            self.samples[head[1]].metadata.setdefault("captions", []).append(caption)
+
+    def _panoptic(self, path: Path, rel: str, anns: list[Any],
+                  image_keys: dict[int, str | None], categories: _Categories) -> None:
+        seg_dir = path.parent / path.stem
+        for i, ann in enumerate(anns):
+            if not isinstance(ann, dict):
+                self.problem(rel, "annotation must be an object", f"annotation #{i}")
+                continue
+            iid, file_name = ann.get("image_id"), ann.get("file_name")
+            rec = f"annotation image_id={iid}" + (
+                f" ({file_name})" if isinstance(file_name, str) else "")
+            if not _is_int(iid) or iid not in image_keys:
+                self.problem(rel, f"unknown image_id {iid!r}", rec)
+                continue
+            key = image_keys[iid]
+            if key is None:
+                continue
+            segments = ann.get("segments_info")
+            if not isinstance(segments, list) or not isinstance(file_name, str):
+                self.problem(rel, "panoptic annotation needs file_name and a segments_info "
+                                  "list", rec)
+                continue
+            sample = self.samples[key]
+            ids = self._segment_map(seg_dir, file_name, rel, rec, sample)
+            if ids is None:
+                continue
+            seen: set[int] = set()
+            for j, seg in enumerate(segments):
+                if not isinstance(seg, dict) or not _is_int(seg.get("id")):
+                    self.problem(rel, "segment must be an object with an integer id",
+                                 f"{rec} segment #{j}")
+                    continue
+                sid, cid = seg["id"], seg.get("category_id")
+                srec = f"{rec} segment id={sid}"
+                if sid in seen:
+                    self.problem(rel, "duplicate segment id", srec)
+                    continue
+                seen.add(sid)
+                if not _is_int(cid) or cid not in categories.names:
+                    self.problem(rel, f"unknown category_id {cid!r}", srec)
+                    continue
+                pixels = ids == sid
+                if not pixels.any():
+                    self.problem(rel, "segment id does not occur in the segment map", srec)
+                    continue
+                fields = {k: seg[k] for k in ("bbox", "iscrowd", "attributes", "score")
+                          if k in seg}
+                try:
+                    label = _label_from(fields, categories.names[cid], sample.width,
+                                        sample.height)
+                except _Bad as e:
+                    self.problem(rel, str(e), srec)
+                    continue
+                label.mask = _rle.encode(pixels)
+                label.bbox = label.bbox if label.bbox is not None else _rle.bbox(label.mask)
+                label.kind = LabelKind.MASK
+                label.source_id = f"panoptic:{sid}"
+                sample.labels.append(label)
+
+    def _segment_map(self, seg_dir: Path, file_name: str, rel: str, rec: str,
+                     sample: SourceSample) -> Any:
+        """The segment-id array of a panoptic PNG, or None after a Problem."""
+        import numpy as np
+        from PIL import Image
+
+        try:
+            png = safe_join(seg_dir, file_name)
+        except UnsafePath as e:
+            self.problem(rel, str(e), rec)
+            return None
+        png_rel = png.relative_to(self.root).as_posix()
+        if not png.is_file():
+            self.problem(rel, f"segment map {png_rel} not found", rec)
+            return None
+        try:
+            with Image.open(png) as im:
+                rgb = np.asarray(im.convert("RGB"), dtype=np.uint32)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            self.problem(png_rel, f"cannot read segment map: {e}", rec)
+            return None
+        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        if (sample.width is not None and sample.height is not None
+                and ids.shape != (sample.height, sample.width)):
+            self.problem(rel, f"segment map is {ids.shape[1]}x{ids.shape[0]}, the image is "
+                              f"{sample.width}x{sample.height}", rec)
+            return None
+        return ids
+
+
+def _file_order(path: Path) -> tuple[int, str, str]:
+    task, split, _ = _task_and_split(path.stem)
+    return _TASK_ORDER.index(task), split or "", path.name
+
+
+def read(root: Path, *, split: str | None = None) -> SourceDataset:
+    """Import a COCO folder (see the module docstring for the layout).
+
+    Args:
+        root: the dataset folder.
+        split: if given, every sample gets this split instead of the file name's.
+
+    Raises:
+        InvalidInput: ``root`` is not a folder. Every other problem is reported in
+        ``SourceDataset.problems`` and the bad record is left out.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InvalidInput(f"{root} is not a folder", path=str(root))
+    root = root.absolute()
+    reader = _Reader(root, split)
+    files = _annotation_files(root)
+    if not files:
+        reader.problem(".", "no COCO annotation files (annotations/*.json or *.json)")
+    for path in sorted(files, key=_file_order):
+        reader.read_file(path)
+    samples = [reader.samples[k] for k in sorted(reader.samples)]
+    return SourceDataset(samples=samples, classes=reader.classes(), problems=reader.problems,
+                         format=FORMAT)
+
+
+# --------------------------------------------------------------------------- write
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _split_suffix(split: str | None) -> str:
+    if split is None:
+        return "default"
+    if not split or split in (".", "..") or any(c in split for c in "/\\\x00"):
+        raise InvalidInput(f"split {split!r} cannot be used in a file name")
+    return split
+
+
+def _file_name(key: str, split: str | None) -> str:
+    prefix = f"{split}/" if split else ""
+    return key[len(prefix):] if prefix and key.startswith(prefix) else key
+
+
+def _wanted_id(source_id: str | None, prefix: str | None) -> int | None:
+    sid = source_id or ""
+    if prefix and sid.startswith(prefix + ":"):
+        sid = sid[len(prefix) + 1:]
+    if _DIGITS.fullmatch(sid) and int(sid) > 0:
+        return int(sid)
+    return None
+
+
+def _assign_ids(labels: list[SourceLabel], prefix: str | None) -> list[int]:
+    """Keep each label's numeric source id when it is free, else number after the max."""
+    wanted = [_wanted_id(label.source_id, prefix) for label in labels]
+    used: set[int] = set()
+    ids: list[int | None] = []
+    for w in wanted:
+        if w is not None and w not in used:
+            used.add(w)
+            ids.append(w)
+        else:
+            ids.append(None)
+    nxt = max(used, default=0) + 1
+    out: list[int] = []
+    for i in ids:
+        if i is None:
+            i, nxt = nxt, nxt + 1
+        out.append(i)
+    return out
+
+
+def _mask_for_export(mask: dict[str, Any]) -> dict[str, Any]:
+    counts = mask["counts"]
+    if isinstance(counts, bytes):
+        return {"size": list(mask["size"]), "counts": counts.decode("ascii")}
+    if isinstance(counts, str):
+        return {"size": list(mask["size"]), "counts": counts}
+    return _rle.from_coco(mask)
+
+
+def _keypoints_bbox(kp: list[float]) -> tuple[float, float, float, float]:
+    pts = [(kp[i], kp[i + 1]) for i in range(0, len(kp), 3) if kp[i + 2] > 0]
+    if not pts:
+        return (0.0, 0.0, 0.0, 0.0)
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+
+
+def _instance_annotation(aid: int, image_id: int, category_id: int,
+                         label: SourceLabel) -> dict[str, Any]:
+    ann: dict[str, Any] = {"id": aid, "image_id": image_id, "category_id": category_id,
+                           "iscrowd": int(bool(label.iscrowd))}
+    mask = _mask_for_export(label.mask) if label.mask else None
+    bbox = label.bbox
+    if label.polygon:
+        ann["segmentation"] = [[float(v) for v in ring] for ring in label.polygon]
+        area = sum(polygon_area(ring) for ring in label.polygon)
+        bbox = bbox if bbox is not None else polygons_bbox(label.polygon)
+    elif mask is not None:
+        ann["segmentation"] = mask
+        area = float(_rle.area(mask))
+        bbox = bbox if bbox is not None else _rle.bbox(mask)
+    else:
+        ann["segmentation"] = []
+        area = None
+    if bbox is None:
+        bbox = _keypoints_bbox(label.keypoints) if label.keypoints else (0.0, 0.0, 0.0, 0.0)
+    ann["bbox"] = [float(v) for v in bbox]
+    ann["area"] = area if area is not None else float(bbox[2]) * float(bbox[3])
+    if label.keypoints:
+        kp: list[float | int] = [
+            int(v) if i % 3 == 2 else float(v) for i, v in enumerate(label.keypoints)]
+        ann["keypoints"] = kp
+        ann["num_keypoints"] = sum(1 for v in kp[2::3] if v > 0)
+    _common_fields(ann, label)
+    return ann
+
+
+def _common_fields(ann: dict[str, Any], label: SourceLabel) -> None:
+    attributes = {k: v for k, v in label.attributes.items() if k not in _RESERVED_ATTRS}
+    if attributes:
+        ann["attributes"] = attributes
+    if label.score is not None:
+        ann["score"] = float(label.score)
+
+
+def _categories(classes: list[str], groups: list[list[ExportItem]]) -> list[dict[str, Any]]:
+    meta: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        for item in group:
+            for label in item.sample.labels:
+                if label.keypoints and label.class_name not in meta and any(
+                        k in label.attributes for k in _RESERVED_ATTRS):
+                    meta[label.class_name] = {
+                        "keypoints": list(label.attributes.get(KEYPOINT_NAMES_ATTR) or []),
+                        "skeleton": [list(e) for e in label.attributes.get(SKELETON_ATTR) or []],
+                    }
+    return [{"id": i, "name": name, "supercategory": "", **meta.get(name, {})}
+            for i, name in enumerate(classes, 1)]
+
+
+def _coco_file(images: list[dict[str, Any]], annotations: list[dict[str, Any]],
+               categories: list[dict[str, Any]]) -> bytes:
+    return dump_json({"info": {"description": "Exported by Viewfinder"}, "licenses": [],
+                      "categories": categories, "images": images, "annotations": annotations})
+
+
+def write(out: Path, items: list[ExportItem], classes: list[str], images: ImageWriter) -> None:
+    """Export samples as COCO (see the module docstring). Deterministic.
+
+    Raises:
+        InvalidInput: a label's class is not in ``classes``, a key or split cannot be a
+            path, or two samples would get the same file name in one split.
+    """
+    out = Path(out)
+    class_ids: dict[str, int] = {}
+    for i, name in enumerate(classes, 1):
+        if name in class_ids:
+            raise InvalidInput(f"class {name!r} appears twice in the class list")
+        class_ids[name] = i
+    by_split: dict[str | None, list[ExportItem]] = {}
+    for item in items:
+        by_split.setdefault(item.sample.split, []).append(item)
+    order = sorted(by_split, key=lambda s: (s is not None, s or ""))
+    groups = [sorted(by_split[s], key=lambda it: it.sample.key) for s in order]
+    if not groups:
+        order, groups = [None], [[]]
+    suffixes = [_split_suffix(s) for s in order]
+    if len(set(suffixes)) != len(suffixes):
+        raise InvalidInput("a split named 'default' cannot be exported beside samples "
+                           "without a split")
+    all_keys = {item.sample.key for item in items}
+    if len(all_keys) != len(items):
+        raise InvalidInput("two samples have the same key")
+    categories = _categories(classes, groups)
+
+    ann_dir, image_dir = out / "annotations", out / "images"
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for split, suffix, group in zip(order, suffixes, groups, strict=True):
+        image_entries: list[dict[str, Any]] = []
+        instance_refs: list[tuple[int, int, SourceLabel]] = []
+        class_refs: list[tuple[int, int, SourceLabel]] = []
+        captions: list[tuple[int, str]] = []
+        for image_id, item in enumerate(group, 1):
+            sample = item.sample
+            if split and not sample.key.startswith(f"{split}/") and f"{split}/{sample.key}" in all_keys:
+                raise InvalidInput(f"sample {sample.key!r} in split {split!r} would be read "
+                                   f"back as {split}/{sample.key!r}", record=sample.key)
+            try:
+                dest = safe_join(image_dir, sample.key)
+            except UnsafePath as e:
+                raise InvalidInput(str(e), record=sample.key) from None
+            images.place(item.content_hash, dest)
+            entry: dict[str, Any] = {"id": image_id, "file_name": _file_name(sample.key, split)}
+            if sample.width is not None and sample.height is not None:
+                entry["width"], entry["height"] = int(sample.width), int(sample.height)
+            image_entries.append(entry)
+            for label in sample.labels:
+                if label.class_name not in class_ids:
+                    raise InvalidInput(f"label class {label.class_name!r} is not in the class "
+                                       f"list", record=sample.key)
+                ref = (image_id, class_ids[label.class_name], label)
+                is_class = LabelKind(label.kind) is LabelKind.CLASSIFICATION
+                (class_refs if is_class else instance_refs).append(ref)
+            for caption in sample.metadata.get("captions") or []:
+                captions.append((image_id, str(caption)))
+
+        ids = _assign_ids([r[2] for r in instance_refs], None)
+        anns = [_instance_annotation(aid, img, cat, label)
+                for aid, (img, cat, label) in zip(ids, instance_refs, strict=True)]
+        (ann_dir / f"instances_{suffix}.json").write_bytes(
+            _coco_file(image_entries, anns, categories))
+
+        if class_refs:
+            ids = _assign_ids([r[2] for r in class_refs], "labels")
+            anns = []
+            for aid, (img, cat, label) in zip(ids, class_refs, strict=True):
+                ann = {"id": aid, "image_id": img, "category_id": cat}
+                _common_fields(ann, label)
+                anns.append(ann)
+            used = {r[0] for r in class_refs}
+            (ann_dir / f"labels_{suffix}.json").write_bytes(
+                _coco_file([e for e in image_entries if e["id"] in used], anns, categories))
+
+        if captions:
+            used = {c[0] for c in captions}
+            anns = [{"id": n, "image_id": img, "caption": text}
+                    for n, (img, text) in enumerate(captions, 1)]
+            (ann_dir / f"captions_{suffix}.json").write_bytes(
+                _coco_file([e for e in image_entries if e["id"] in used], anns, []))
