@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from viewfinder.errors import InvalidInput, Problem
-from viewfinder.formats.base import MAX_ANNOTATION_BYTES, UnsafePath, iter_images, safe_join
+from viewfinder.formats.base import MAX_ANNOTATION_BYTES, UnsafePath, export_join, iter_images, safe_join
 
 SPLIT_ALIASES = {"valid": "val", "validation": "val"}
 """Split names that mean ``val`` (Roboflow writes ``valid``)."""
@@ -71,15 +71,19 @@ def export_classes(classes: list[str], used: list[str]) -> list[str]:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path``, creating parent folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    try:
+        f = open(path, "wb")
+    except FileNotFoundError:  # first file of its folder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "wb")
+    with f:
         f.write(data)
 
 
 def out_path(out: Path, name: str) -> Path:
     """``out / name`` for an exported file, refusing names that would escape ``out``."""
     try:
-        return safe_join(out, name)
+        return export_join(out, name)
     except UnsafePath as e:
         raise InvalidInput(f"cannot export {name!r}: {e}", path=name) from None
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,6 +116,16 @@ def _auto_type(v: str | None) -> Any:
     return {"true": True, "false": False}.get(v.lower(), v)
 
 
+def _worker_context() -> BaseContext:
+    """``fork`` while this process has one OS thread (safe, and no re-import of the
+    caller's ``__main__``); ``forkserver`` once native thread pools (DuckDB, Lance) run."""
+    try:
+        single = len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        single = False
+    return get_context("fork" if single else "forkserver")
+
+
 def scan_images(samples: list[SourceSample], ws: Workspace, *, workers: int | None,
                 progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
     items = [(s.key, s.path) for s in samples if s.path]
@@ -130,7 +141,7 @@ def scan_images(samples: list[SourceSample], ws: Workspace, *, workers: int | No
                 progress(len(out), total)
         return out
     chunk = max(64, min(1024, total // (workers * 8) or 64))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
         futures = [pool.submit(process_chunk, items[i:i + chunk], store, opts)
                    for i in range(0, total, chunk)]
         for fut in futures:

@@ -9,25 +9,32 @@ from typing import Any
 import pyarrow as pa
 
 from viewfinder.services import versions as vs
-from viewfinder.storage import duck
+from viewfinder.storage import duck, query_cache
 from viewfinder.storage.query import compile_filter
 from viewfinder.storage.workspace import Workspace
-
-BOX_SIZE_BUCKETS = (("small", 0, 32**2), ("medium", 32**2, 96**2), ("large", 96**2, None))
-"""COCO's object-size buckets, by area in pixels."""
 
 
 class VersionReader:
     """DuckDB over one version's ``samples`` and ``labels``; in :meth:`query`, ``{m}``
-    stands for the samples matching the filter. Use as a context manager."""
+    stands for the samples matching the filter. Use as a context manager.
 
-    def __init__(self, ws: Workspace, at: vs.DatasetAt, filter: str | None = None) -> None:
-        tables = ws.tables(at.dataset)
+    ``cached=True`` (read-only questions: counts, stats, pages) reads the version's query
+    cache when it is large enough to have one; its ``labels`` then hold only the filter
+    columns (see ``storage.query_cache``).
+    """
+
+    def __init__(self, ws: Workspace, at: vs.DatasetAt, filter: str | None = None, *,
+                 cached: bool = False) -> None:
+        self.tables = ws.tables(at.dataset)
         self.at = at
-        self.filter = compile_filter(filter)
-        self.con = duck.connect(samples=tables.open("samples", at.version.samples_table_version),
-                                labels=tables.open("labels", at.version.labels_table_version))
+        con = query_cache.connect(ws, at.dataset, at.version) if cached else None
+        self.cached = con is not None
+        self.filter = compile_filter(filter, join="rank" if self.cached else "id")
+        self.con = con or duck.connect(
+            samples=self.tables.open("samples", at.version.samples_table_version),
+            labels=self.tables.open("labels", at.version.labels_table_version))
         self._matched_sql = f"(SELECT s.* FROM samples AS s WHERE {self.filter.where})"
+        self.join = ("_sample_rank", "_rank") if self.cached else ("sample_id", "id")
 
     def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """Run ``sql`` where ``{m}`` stands for the matching samples."""
@@ -48,70 +55,73 @@ def samples_page(ws: Workspace, spec: str, filter: str | None = None, *, limit: 
                  offset: int = 0, with_labels: bool = True) -> list[dict[str, Any]]:
     """One page of matching samples (by key order), each with its labels."""
     at = vs.resolve(ws, spec)
-    with VersionReader(ws, at, filter) as r:
-        page = r.query("SELECT * EXCLUDE (row_hash) FROM {m} ORDER BY key LIMIT ? OFFSET ?",
+    with VersionReader(ws, at, filter, cached=True) as r:
+        order = "_rank" if r.cached else "key"  # the rank is the key order
+        page = r.query(f"SELECT * EXCLUDE (row_hash) FROM {{m}} ORDER BY {order} LIMIT ? OFFSET ?",
                        [int(limit), int(offset)])
-        out = page.to_pylist()
-        if with_labels and out:
-            ids = pa.table({"sid": page.column("id")})
-            r.con.register("page_ids", ids)
-            labs = duck.query(r.con, """SELECT l.* EXCLUDE (row_hash) FROM labels l
-                SEMI JOIN page_ids p ON l.sample_id = p.sid ORDER BY l.sample_id, l.id""").to_pylist()
-            by: dict[str, list[dict[str, Any]]] = {}
-            for lab in labs:
-                lab["attributes"] = json.loads(lab["attributes"] or "{}")
-                lab["mask"] = json.loads(lab["mask"]) if lab["mask"] else None
-                by.setdefault(lab["sample_id"], []).append(lab)
-            for s in out:
-                s["metadata"] = json.loads(s["metadata"] or "{}")
-                s["labels"] = by.get(s["id"], [])
-        return out
+        if with_labels and page.num_rows:
+            if r.cached:  # row ids from the copy, full rows (polygons, masks) from Lance
+                ranks = page.column("_rank").to_pylist()
+                r.con.register("page_ranks", pa.table({"r": pa.array(ranks, pa.int64())}))
+                rowids = duck.query(r.con, """SELECT _rowid FROM labels
+                    WHERE _sample_rank BETWEEN ? AND ? AND _sample_rank IN (SELECT r FROM page_ranks)""",
+                                    [min(ranks), max(ranks)]).column("_rowid")
+                labels = r.tables.open("labels", at.version.labels_table_version)._take_rows(
+                    rowids).drop_columns(["row_hash"])
+                page = page.drop_columns(["_rank"])
+            else:
+                r.con.register("page_ids", pa.table({"sid": page.column("id")}))
+                labels = duck.query(r.con, """SELECT l.* EXCLUDE (row_hash) FROM labels l
+                    SEMI JOIN page_ids p ON l.sample_id = p.sid""")
+        else:
+            labels = None
+    out = page.to_pylist()
+    by: dict[str, list[dict[str, Any]]] = {}
+    for lab in (labels.to_pylist() if labels is not None else []):
+        lab["attributes"] = json.loads(lab["attributes"] or "{}")
+        lab["mask"] = json.loads(lab["mask"]) if lab["mask"] else None
+        by.setdefault(lab["sample_id"], []).append(lab)
+    for s in out:
+        s["metadata"] = json.loads(s["metadata"] or "{}")
+        if with_labels:
+            s["labels"] = sorted(by.get(s["id"], []), key=_label_order)
+    return out
 
 
 def count(ws: Workspace, spec: str, filter: str | None = None) -> int:
     at = vs.resolve(ws, spec)
     if not filter:
         return int(at.version.summary["samples"])
-    with VersionReader(ws, at, filter) as r:
+    with VersionReader(ws, at, filter, cached=True) as r:
         return int(r.query("SELECT count(*) AS n FROM {m}").column("n")[0].as_py())
 
 
 def stats(ws: Workspace, spec: str, filter: str | None = None) -> dict[str, Any]:
     """Samples, labels, per-class and per-split counts, and the box-size distribution.
 
-    Without a filter the counts come from the version's stored summary.
+    Without a filter everything comes from the version's stored summary (no scan).
     """
     at = vs.resolve(ws, spec)
-    with VersionReader(ws, at, filter) as r:
-        if filter:
+    if not filter and "box_sizes" in at.version.summary:
+        base = dict(at.version.summary)
+    else:
+        with VersionReader(ws, at, filter, cached=True) as r:
             splits = {x["k"]: x["n"] for x in r.query(
                 "SELECT coalesce(split, ?) AS k, count(*) AS n FROM {m} GROUP BY 1 ORDER BY 1",
                 [vs.NO_SPLIT]).to_pylist()}
-            classes = {x["k"]: x["n"] for x in r.query(
-                "SELECT l.class_name AS k, count(*) AS n FROM labels l SEMI JOIN {m} AS mm "
-                "ON l.sample_id = mm.id GROUP BY 1 ORDER BY 1").to_pylist()}
-            base = {"samples": sum(splits.values()), "labels": sum(classes.values()),
-                    "classes": classes, "splits": splits}
-            label_src = "(SELECT l.* FROM labels l SEMI JOIN {m} AS mm ON l.sample_id = mm.id)"
-        else:
-            base = dict(at.version.summary)
-            label_src = "labels"
-        sizes = r.query(f"""SELECT
-              count(*) FILTER (WHERE area < 1024) AS small,
-              count(*) FILTER (WHERE area >= 1024 AND area < 9216) AS medium,
-              count(*) FILTER (WHERE area >= 9216) AS large,
-              quantile_cont(w, [0.05, 0.25, 0.5, 0.75, 0.95]) AS w_q,
-              quantile_cont(h, [0.05, 0.25, 0.5, 0.75, 0.95]) AS h_q,
-              min(w) AS w_min, max(w) AS w_max, min(h) AS h_min, max(h) AS h_max
-            FROM {label_src} WHERE w IS NOT NULL""").to_pylist()[0]
-    q = ("p5", "p25", "p50", "p75", "p95")
-    base["box_sizes"] = {
-        "buckets": {"small": sizes["small"], "medium": sizes["medium"], "large": sizes["large"]},
-        "width": {"min": sizes["w_min"], **dict(zip(q, sizes["w_q"] or [None] * 5, strict=True)),
-                  "max": sizes["w_max"]},
-        "height": {"min": sizes["h_min"], **dict(zip(q, sizes["h_q"] or [None] * 5, strict=True)),
-                   "max": sizes["h_max"]},
-    }
+            per_class = r.query("""SELECT l.class_name AS k, count(*) AS n,
+                    count(*) FILTER (WHERE area < 1024) AS small,
+                    count(*) FILTER (WHERE area >= 1024 AND area < 9216) AS medium,
+                    count(*) FILTER (WHERE area >= 9216) AS large
+                FROM labels l SEMI JOIN {m} AS mm ON l.%s = mm.%s GROUP BY 1 ORDER BY 1""" % r.join).to_pylist()
+            q = r.query("""SELECT approx_quantile(w, [0.05, 0.25, 0.5, 0.75, 0.95]) AS wq,
+                    approx_quantile(h, [0.05, 0.25, 0.5, 0.75, 0.95]) AS hq,
+                    min(w) AS w_min, max(w) AS w_max, min(h) AS h_min, max(h) AS h_max
+                FROM labels l SEMI JOIN {m} AS mm ON l.%s = mm.%s WHERE w IS NOT NULL""" % r.join).to_pylist()[0]
+        base = {"samples": sum(splits.values()), "labels": sum(r["n"] for r in per_class),
+                "classes": {r["k"]: r["n"] for r in per_class}, "splits": splits,
+                "box_sizes": vs.box_sizes(q, {b: sum(r[b] for r in per_class)
+                                              for b in ("small", "medium", "large")})}
     base["dataset"] = at.dataset.name
     base["version"] = at.version.id
     if filter:

@@ -117,17 +117,37 @@ def empty_changes() -> dict[str, Any]:
 
 
 def summarize(tables: DatasetTables, samples_version: int, labels_version: int) -> dict[str, Any]:
-    """Counts stored with each version: samples, labels, per class, per split."""
+    """Counts stored with each version: samples, labels, per class, per split, and the
+    box-size distribution (one scan of each table)."""
     s = tables.open("samples", samples_version)
     lab = tables.open("labels", labels_version)
     con = duck.connect(s=s, l=lab)
     splits = duck.query(con, "SELECT coalesce(split, ?) AS k, count(*) AS n FROM s GROUP BY 1 ORDER BY 1",
                         [NO_SPLIT]).to_pylist()
-    classes = duck.query(con, "SELECT class_name AS k, count(*) AS n FROM l GROUP BY 1 ORDER BY 1").to_pylist()
+    per_class = duck.query(con, """SELECT class_name AS k, count(*) AS n,
+            count(*) FILTER (WHERE area < 1024) AS small,
+            count(*) FILTER (WHERE area >= 1024 AND area < 9216) AS medium,
+            count(*) FILTER (WHERE area >= 9216) AS large
+        FROM l GROUP BY 1 ORDER BY 1""").to_pylist()
+    q = duck.query(con, """SELECT approx_quantile(w, [0.05, 0.25, 0.5, 0.75, 0.95]) AS wq,
+            approx_quantile(h, [0.05, 0.25, 0.5, 0.75, 0.95]) AS hq,
+            min(w) AS w_min, max(w) AS w_max, min(h) AS h_min, max(h) AS h_max
+        FROM l WHERE w IS NOT NULL""").to_pylist()[0]
     con.close()
     return {
-        "samples": sum(r["n"] for r in splits), "labels": sum(r["n"] for r in classes),
-        "classes": {r["k"]: r["n"] for r in classes}, "splits": {r["k"]: r["n"] for r in splits},
+        "samples": sum(r["n"] for r in splits), "labels": sum(r["n"] for r in per_class),
+        "classes": {r["k"]: r["n"] for r in per_class}, "splits": {r["k"]: r["n"] for r in splits},
+        "box_sizes": box_sizes(q, {b: sum(r[b] for r in per_class) for b in ("small", "medium", "large")}),
+    }
+
+
+def box_sizes(q: dict[str, Any], buckets: dict[str, int]) -> dict[str, Any]:
+    """COCO's size buckets by area (small < 32², large ≥ 96²) and width/height percentiles."""
+    names = ("p5", "p25", "p50", "p75", "p95")
+    return {
+        "buckets": buckets,
+        "width": {"min": q["w_min"], **dict(zip(names, q["wq"] or [None] * 5, strict=True)), "max": q["w_max"]},
+        "height": {"min": q["h_min"], **dict(zip(names, q["hq"] or [None] * 5, strict=True)), "max": q["h_max"]},
     }
 
 

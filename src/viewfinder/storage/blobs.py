@@ -36,6 +36,7 @@ class BlobStore:
         self.storage_options = storage_options or {}
         self.cache_dir = cache_dir
         self._fs: Any = None
+        self._made_dirs: set[Path] = set()
 
     @property
     def fs(self) -> Any:
@@ -85,11 +86,13 @@ class BlobStore:
                 dest = self._local(content_hash)
                 if dest.exists():
                     return False
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                if dest.parent not in self._made_dirs:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    self._made_dirs.add(dest.parent)
                 fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+                os.fchmod(fd, 0o444)  # blobs are immutable
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                os.chmod(tmp, 0o444)
                 os.replace(tmp, dest)
                 return True
             remote = self._remote(content_hash)

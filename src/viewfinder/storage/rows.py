@@ -61,8 +61,17 @@ def samples_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def label_row(label: SourceLabel, *, label_id: str, sample_id_: str) -> dict[str, Any]:
     """One labels-table row from a SourceLabel (bbox and area derived where needed)."""
-    x = y = w = h = area = None
     bbox = label.bbox
+    if label.kind is LabelKind.BOX and bbox is not None and not label.attributes:
+        x, y, w, h = float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])
+        return {  # the common case, kept lean: imports build millions of these
+            "id": label_id, "sample_id": sample_id_, "kind": "box",
+            "class_name": label.class_name, "x": x, "y": y, "w": w, "h": h, "area": w * h,
+            "iscrowd": bool(label.iscrowd), "polygon": None, "mask": None, "keypoints": None,
+            "attributes": "{}", "score": label.score, "source": label.source or GROUND_TRUTH,
+            "source_id": label.source_id,
+        }
+    x = y = w = h = area = None
     if label.kind is LabelKind.POLYGON and label.polygon:
         bbox = bbox or polygons_bbox(label.polygon)
         area = sum(polygon_area(r) for r in label.polygon)
@@ -98,6 +107,10 @@ def labels_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def label_from_row(r: dict[str, Any]) -> SourceLabel:
+    if r["kind"] == "box" and r.get("attributes") in (None, "{}") and r.get("x") is not None:
+        return SourceLabel(LabelKind.BOX, r["class_name"], (r["x"], r["y"], r["w"], r["h"]),
+                           iscrowd=bool(r.get("iscrowd")), source_id=r.get("source_id"),
+                           score=r.get("score"), source=r.get("source") or GROUND_TRUTH)
     kind = LabelKind(r["kind"])
     bbox = None
     if r.get("x") is not None and kind is not LabelKind.CLASSIFICATION:

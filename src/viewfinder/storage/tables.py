@@ -88,9 +88,13 @@ class DatasetTables:
                 ds = lance.dataset(self.uri(table), storage_options=self.storage_options)
             if change.upserts is not None and change.upserts.num_rows:
                 data = change.upserts.select(TABLE_SCHEMAS[table].names).cast(TABLE_SCHEMAS[table])
-                (ds.merge_insert("id").when_matched_update_all()
-                 .when_not_matched_insert_all().execute(data))
-                ds = lance.dataset(self.uri(table), storage_options=self.storage_options)
+                if ds.count_rows() == 0:  # first fill: nothing to match, append is faster
+                    ds = lance.write_dataset(data, self.uri(table), mode="append",
+                                             storage_options=self.storage_options)
+                else:
+                    (ds.merge_insert("id").when_matched_update_all()
+                     .when_not_matched_insert_all().execute(data))
+                    ds = lance.dataset(self.uri(table), storage_options=self.storage_options)
             return int(ds.version)
         except (OSError, ValueError, RuntimeError) as e:
             raise StorageError(f"cannot write table {table}: {e}") from e

@@ -67,6 +67,7 @@ class _Compiler:
     def __init__(self) -> None:
         self.params: list[object] = []
         self.namespaces: set[str] = set()
+        self.join: tuple[str, str] | None = None
 
     def param(self, value: Literal) -> str:
         self.params.append(value.value)
@@ -138,14 +139,19 @@ class _Compiler:
             return f"(({sql}) {_SQL_OP[node.op]} {self.param(node.value)})"
         raise TypeError(f"not a filter node: {node!r}")  # pragma: no cover
 
-    @staticmethod
-    def rows(namespace: str, what: str) -> str:
+    def rows(self, namespace: str, what: str) -> str:
         ns = NAMESPACES[namespace]
+        key, sample_col = self.join or (ns.sample_key, "id")
         return (f"SELECT {what} FROM {ns.table} {ns.alias} "
-                f"WHERE {ns.alias}.{ns.sample_key} = s.id")
+                f"WHERE {ns.alias}.{key} = s.{sample_col}")
 
 
-def compile_filter(expression: str | None) -> CompiledFilter:
+SAMPLE_JOINS = {"id": None, "rank": ("_sample_rank", "_rank")}
+"""How label rows reach their sample: by id (the tables), or by the integer rank that the
+query cache adds to both (``storage.query_cache``), which joins several times faster."""
+
+
+def compile_filter(expression: str | None, *, join: str = "id") -> CompiledFilter:
     """Compile a filter expression to a DuckDB ``WHERE`` fragment with bound parameters.
 
     Args:
@@ -166,6 +172,7 @@ def compile_filter(expression: str | None) -> CompiledFilter:
     if expression is None or not expression.strip():
         return CompiledFilter("TRUE", [], False)
     compiler = _Compiler()
+    compiler.join = SAMPLE_JOINS[join]  # KeyError for an unknown join is a programming error
     where = compiler.node(_group(parse(expression)))
     return CompiledFilter(where, compiler.params, "label" in compiler.namespaces)
 

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Viewfinder's benchmark: every figure of the foundation issue, in one run.
+
+    .venv/bin/python bench/run.py [--images 10000 100000] [--samples 1000000] [--out DIR]
+
+Writes each run to a fresh folder (default ``bench/out/<timestamp>``; this machine's file
+system is 3–4× slower creating files soon after deleting many, so nothing is deleted until
+the end), prints progress, and appends a section with the machine and the figures to
+``bench/RESULTS.md``. Reference figures for the peer tools were measured on this machine
+by the issue's author and are quoted, not re-run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+VF = str(ROOT / ".venv" / "bin" / "viewfinder")
+PY = sys.executable
+
+REFERENCE = {  # seconds, measured on this machine class (quoted from the issue)
+    "fiftyone_import_10k": 22.5, "fiftyone_yolo_export_10k": 12.0, "datumaro_coco_to_yolo_10k": 5.9,
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd``; (wall seconds, peak RSS in MB of the child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) / 1024
+
+
+def peak_rss_of(cmd: list[str]) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of one command, via GNU time when present."""
+    if shutil.which("time") or Path("/usr/bin/time").exists():
+        out = subprocess.run(["/usr/bin/time", "-v", *cmd], check=True, capture_output=True, text=True)
+        wall = rss = 0.0
+        for line in out.stderr.splitlines():
+            if "Maximum resident set size" in line:
+                rss = int(line.split()[-1]) / 1024
+            if "Elapsed (wall clock)" in line:
+                m, s = line.split()[-1].split(":")[-2:]
+                wall = int(m) * 60 + float(s)
+        return wall, rss
+    return timed(cmd)
+
+
+def best_ms(fn, n: int = 5) -> float:  # type: ignore[no-untyped-def]
+    best = float("inf")
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    import lance
+    import duckdb
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, pylance {lance.__version__}, duckdb {duckdb.__version__}")
+
+
+def bench_import_export(out: Path, n: int, results: dict) -> None:
+    src, ws = out / f"coco{n}", out / f"ws{n}"
+    log(f"generating {n:,} images")
+    subprocess.run([PY, str(HERE / "generate.py"), str(src), "--images", str(n), "--workers", "2"],
+                   check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([VF, "init", str(ws)], check=True, stdout=subprocess.DEVNULL)
+    log(f"importing {n:,} images")
+    wall, rss = peak_rss_of([VF, "import", str(src), "-d", "b", "--format", "coco", "-w", str(ws)])
+    labels = json.loads(subprocess.run([VF, "stats", "b", "--json", "-w", str(ws)], check=True,
+                                       capture_output=True, text=True).stdout)["labels"]
+    again, _ = timed([VF, "import", str(src), "-d", "b", "--format", "coco", "-w", str(ws)])
+    r = {"images": n, "labels": labels, "import_s": round(wall, 2), "images_per_s": round(n / wall),
+         "peak_rss_mb": round(rss), "reimport_unchanged_s": round(again, 2)}
+    if n <= 10_000:
+        for fmt, images in (("yolo", "link"), ("coco", "copy"), ("yolo", "copy")):
+            log(f"exporting {n:,} as {fmt} ({images})")
+            t, _ = timed([VF, "export", "b", str(out / f"exp{n}-{fmt}-{images}"), "--format", fmt,
+                          "--images", images, "-w", str(ws)])
+            r[f"export_{fmt}_{images}_s"] = round(t, 2)
+    results[f"import_{n}"] = r
+    log(json.dumps(r))
+
+
+def bench_scale(out: Path, n_samples: int, results: dict) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    sys.path.insert(0, str(HERE))
+    from scale import build_tables  # type: ignore[import-not-found]
+
+    from viewfinder.services import diff as diff_service
+    from viewfinder.services import look
+    from viewfinder.services import versions as vs
+    from viewfinder.services.edit import _rehash
+    from viewfinder.storage import query_cache
+    from viewfinder.storage.tables import TableChange
+    from viewfinder.storage.workspace import init_workspace
+
+    per = 10
+    log(f"building {n_samples:,} samples / {n_samples * per:,} labels")
+    samples, labels = build_tables(n_samples, per)
+    ws = init_workspace(out / "wsscale")
+    ds = vs.create_dataset(ws, "big", classes=list(set(labels.column("class_name").to_pylist()[:1000]))).dataset
+
+    def load(head, tables):  # type: ignore[no-untyped-def]
+        return vs.Changes(samples=TableChange(upserts=samples), labels=TableChange(upserts=labels))
+
+    t = time.perf_counter()
+    base = vs.commit(ws, ds, "main", load, message="bulk load").version
+    r: dict = {"samples": n_samples, "labels": labels.num_rows, "bulk_commit_s": round(time.perf_counter() - t, 1)}
+    del samples, labels
+    spec = "big"
+    flt = 'label.class == "car" and label.area < 1024'
+    r["stats_per_class_ms"] = round(best_ms(lambda: look.stats(ws, spec)), 1)
+    at = vs.resolve(ws, spec)
+    t = time.perf_counter()
+    query_cache.build(ws, at.dataset, at.version)
+    r["query_cache_build_s"] = round(time.perf_counter() - t, 1)
+    r["filtered_count_ms"] = round(best_ms(lambda: look.count(ws, spec, flt)), 1)
+    r["filtered_stats_ms"] = round(best_ms(lambda: look.stats(ws, spec, flt)), 1)
+    r["page_100_label_filter_ms"] = round(best_ms(lambda: look.samples_page(
+        ws, spec, 'label.class == "dog" and label.area < 500', limit=100)), 1)
+    r["page_100_sample_filter_ms"] = round(best_ms(lambda: look.samples_page(
+        ws, spec, 'split == "val" and metadata.region == "APAC"', limit=100)), 1)
+
+    log("committing an edit of 1% of the labels")
+    tables = ws.tables(at.dataset)
+    size_before = _du(Path(tables.base))
+    rng = np.random.default_rng(7)
+    n_edit = r["labels"] // 100
+    pick = np.sort(rng.choice(r["labels"], n_edit, replace=False)).astype(np.uint64)
+    rows = tables.open("labels", base.labels_table_version)._take_rows(pa.array(pick))
+    rows = rows.set_column(rows.schema.get_field_index("class_name"), "class_name",
+                           pa.array(np.full(rows.num_rows, "relabelled")))
+    rows = _rehash(rows, "labels")
+
+    def edit(head, tables):  # type: ignore[no-untyped-def]
+        ch = vs.Changes(labels=TableChange(upserts=rows))
+        ch.counts["labels"]["changed"] = rows.num_rows
+        return ch
+
+    t = time.perf_counter()
+    edited = vs.commit(ws, at.dataset, "main", edit, message="relabel 1%").version
+    r["commit_1pct_s"] = round(time.perf_counter() - t, 2)
+    r["commit_1pct_labels"] = n_edit
+    r["storage_before_mb"] = round(size_before / 1e6, 1)
+    r["storage_growth_mb"] = round((_du(Path(tables.base)) - size_before) / 1e6, 1)
+    t = time.perf_counter()
+    d = diff_service.diff(ws, "big", base.id, edited.id)
+    r["diff_s"] = round(time.perf_counter() - t, 2)
+    r["diff_labels"] = d.labels.counts()
+    vs.branch(ws, "big", "other", from_ref=base.id)
+    t = time.perf_counter()
+    d2 = diff_service.diff(ws, "big", edited.id, "other")  # not an ancestor: full join
+    r["diff_full_join_s"] = round(time.perf_counter() - t, 2)
+    assert d2.labels.counts()["changed"] == d.labels.counts()["changed"]
+    results["scale"] = r
+    log(json.dumps(r))
+
+
+def _du(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def write_results(results: dict, args: argparse.Namespace) -> str:
+    i10 = results.get("import_10000", {})
+    i100 = results.get("import_100000", {})
+    sc = results.get("scale", {})
+    lines = [
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Machine: {machine()}",
+        f"Command: `{' '.join(['.venv/bin/python', 'bench/run.py', *sys.argv[1:]])}`",
+        "",
+        "| figure | target | measured |",
+        "|---|---|---|",
+    ]
+
+    def row(name: str, target: str, value: object) -> None:
+        lines.append(f"| {name} | {target} | {value} |")
+
+    if i10:
+        row("import 10k COCO (320×240 JPEG, ~4.5 boxes each)", f"≥ 10× FiftyOne ({REFERENCE['fiftyone_import_10k']} s) → ≤ 2.25 s",
+            f"{i10['import_s']} s = {i10['images_per_s']:,} images/s "
+            f"({REFERENCE['fiftyone_import_10k'] / i10['import_s']:.1f}× FiftyOne), peak {i10['peak_rss_mb']} MB")
+        row("re-import unchanged 10k (no new version)", "—", f"{i10['reimport_unchanged_s']} s")
+        row("export 10k to YOLO, --images link", f"≥ 10× FiftyOne YOLO export ({REFERENCE['fiftyone_yolo_export_10k']} s) → ≤ 1.2 s",
+            f"{i10.get('export_yolo_link_s')} s ({REFERENCE['fiftyone_yolo_export_10k'] / i10['export_yolo_link_s']:.1f}×)")
+        row("export 10k to COCO, --images copy", f"< Datumaro COCO→YOLO ({REFERENCE['datumaro_coco_to_yolo_10k']} s)",
+            f"{i10.get('export_coco_copy_s')} s")
+        row("export 10k to YOLO, --images copy", f"< Datumaro COCO→YOLO ({REFERENCE['datumaro_coco_to_yolo_10k']} s)",
+            f"{i10.get('export_yolo_copy_s')} s")
+    if i100:
+        row(f"import 100k COCO ({i100['labels']:,} labels)", "≥ 5,000 images/s; peak < 1.5 GB",
+            f"{i100['import_s']} s = {i100['images_per_s']:,} images/s, peak {i100['peak_rss_mb']} MB")
+    if sc:
+        n = f"{sc['samples'] // 1000:,}k samples / {sc['labels'] // 1_000_000}M labels"
+        row(f"per-class counts, {n}", "< 200 ms", f"{sc['stats_per_class_ms']} ms (stored with the version)")
+        row(f"filtered sample count (`{'label.class == car and label.area < 1024'}`)", "< 200 ms", f"{sc['filtered_count_ms']} ms")
+        row("filtered stats (per-class counts under that filter)", "< 200 ms", f"{sc['filtered_stats_ms']} ms")
+        row("page of 100 samples + labels, label filter", "< 50 ms", f"{sc['page_100_label_filter_ms']} ms")
+        row("page of 100 samples + labels, sample filter", "< 50 ms", f"{sc['page_100_sample_filter_ms']} ms")
+        row("query cache build (once per version, first query)", "—", f"{sc['query_cache_build_s']} s")
+        row(f"commit of an edit of 1% of labels ({sc['commit_1pct_labels']:,})", "< 3 s", f"{sc['commit_1pct_s']} s")
+        row("storage growth of that commit", "∝ edit", f"{sc['storage_growth_mb']} MB on {sc['storage_before_mb']} MB")
+        row("diff between the two versions", "< 2 s", f"{sc['diff_s']} s ({sc['diff_labels']['changed']:,} changed)")
+        row("diff between branches (no ancestry: full join)", "—", f"{sc['diff_full_join_s']} s")
+        row("bulk load of the scale dataset (one commit)", "—", f"{sc['bulk_commit_s']} s")
+    lines += ["", "Raw figures: `" + json.dumps(results, sort_keys=True) + "`", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, nargs="*", default=[10_000, 100_000])
+    ap.add_argument("--samples", type=int, default=1_000_000, help="0 skips the scale part")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the run folder")
+    ap.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
+    args = ap.parse_args()
+    out = args.out or HERE / "out" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=False)
+    results: dict = {}
+    try:
+        for n in args.images:
+            bench_import_export(out, n, results)
+        if args.samples:
+            bench_scale(out, args.samples, results)
+    finally:
+        text = write_results(results, args)
+        print(text)
+        if not args.no_write and results:
+            with open(HERE / "RESULTS.md", "a") as f:
+                f.write("\n" + text)
+        if not args.keep:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Looking at a version: pages, counts and stats, in place and through the query cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from viewfinder.api import Workspace
+from viewfinder.services import look
+from viewfinder.storage import query_cache
+
+FILTERS = [None, 'split == "train"', 'label.class == "dog" and label.area < 2000',
+           'count(label.class == "car") >= 1 and not any(label.class == "person")']
+
+
+@pytest.fixture
+def street(ws: Workspace, coco_source: Path) -> Workspace:
+    ws.import_source(coco_source, "street")
+    ws.dataset("street").tag_samples('label.class == "dog"', add=["dog"])
+    return ws
+
+
+@pytest.mark.parametrize("flt", FILTERS)
+def test_query_cache_answers_exactly_like_the_tables(street: Workspace, flt: str | None,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    inner = street._ws
+    plain = (look.samples_page(inner, "street", flt, limit=5, offset=1),
+             look.count(inner, "street", flt), look.stats(inner, "street", flt or "width > 0"))
+    monkeypatch.setattr(query_cache, "MIN_LABELS", 0)
+    cached = (look.samples_page(inner, "street", flt, limit=5, offset=1),
+              look.count(inner, "street", flt), look.stats(inner, "street", flt or "width > 0"))
+    assert list(inner.path.joinpath("cache", "query").rglob("*.duckdb"))
+    assert cached == plain
+
+
+def test_page_has_labels_with_geometry_and_metadata(street: Workspace) -> None:
+    page = look.samples_page(street._ws, "street", '"dog" in tags', limit=3)
+    assert page and all("dog" in s["tags"] for s in page)
+    assert all(any(lab["class_name"] == "dog" for lab in s["labels"]) for s in page)
+    lab = page[0]["labels"][0]
+    assert {"x", "y", "w", "h", "class_name", "attributes"} <= set(lab) and lab["w"] > 0
+
+
+def test_unfiltered_stats_come_from_the_version_summary(street: Workspace) -> None:
+    s = look.stats(street._ws, "street")
+    f = look.stats(street._ws, "street", "width > 0")
+    assert s["classes"] == f["classes"] and s["splits"] == f["splits"]
+    assert s["box_sizes"]["buckets"] == f["box_sizes"]["buckets"]
