@@ -35,9 +35,15 @@ samples without a split), ``labels_<split>.json`` for classification labels and
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +135,21 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+_NUM_TYPES = frozenset({int, float})
+
+
 def _finite(values: list[Any], what: str) -> list[float]:
+    # Fast path: only plain ints/floats whose float sum is finite (so each one is). Anything
+    # else (bools, subclasses, inf/nan, overflow) goes through the element-wise checks below.
+    if _NUM_TYPES.issuperset(map(type, values)):
+        try:
+            out = list(map(float, values))
+        except OverflowError:
+            pass
+        else:
+            total = sum(out)
+            if total - total == 0.0:
+                return out
     if not all(_is_num(v) for v in values):
         raise _Bad(f"{what} must contain only numbers")
     if not all(math.isfinite(v) for v in values):
@@ -138,6 +158,8 @@ def _finite(values: list[Any], what: str) -> list[float]:
 
 
 def _size_value(v: Any) -> int | None:
+    if type(v) is int and v > 0:
+        return v
     if v is None:
         return None
     if _is_int(v) and v > 0:
@@ -159,9 +181,67 @@ def _kind(label: SourceLabel) -> LabelKind:
     return LabelKind.CLASSIFICATION
 
 
+_ABSENT: Any = object()
+_BOX, _CLASSIFICATION = LabelKind.BOX, LabelKind.CLASSIFICATION
+_VISIBILITIES = frozenset({0.0, 1.0, 2.0})
+
+
+def _plain_label(ann: dict[str, Any], class_name: str, width: int | None,
+                 height: int | None) -> SourceLabel | None:
+    """The common case of ``_label_from``, cheaply: a valid box (or no box) with no
+    segmentation or keypoints. None when the annotation is anything else (or invalid), so
+    that ``_label_from`` decides (and words the problem) exactly as always."""
+    seg = ann.get("segmentation")
+    if seg is not None and (type(seg) is not list or seg):
+        return None
+    kp = ann.get("keypoints")
+    if kp is not None and (type(kp) is not list or kp):
+        return None
+    iscrowd = ann.get("iscrowd", 0)
+    if iscrowd not in (0, 1):
+        return None
+    attributes = ann.get("attributes", _ABSENT)
+    if attributes is not _ABSENT and type(attributes) is not dict:
+        return None
+    score = ann.get("score")
+    if score is not None and (type(score) is not float or score - score != 0.0):
+        return None
+    raw = ann.get("bbox")
+    if raw is None or (type(raw) is list and not raw):
+        kind, bbox = _CLASSIFICATION, None
+    else:
+        if type(raw) is not list or len(raw) != 4:
+            return None
+        x, y, w, h = raw
+        if not (type(x) is float and type(y) is float and type(w) is float
+                and type(h) is float):
+            if not _NUM_TYPES.issuperset(map(type, raw)):
+                return None
+            try:
+                x, y, w, h = float(x), float(y), float(w), float(h)
+            except OverflowError:
+                return None
+        total = x + y + w + h
+        if total - total != 0.0 or w < 0 or h < 0:
+            return None
+        if width is not None and height is not None and (
+                x < -BBOX_TOLERANCE or y < -BBOX_TOLERANCE
+                or x + w > width + BBOX_TOLERANCE or y + h > height + BBOX_TOLERANCE):
+            return None
+        kind, bbox = _BOX, (x, y, w, h)
+    if not iscrowd and attributes is _ABSENT and score is None:
+        return SourceLabel(kind=kind, class_name=class_name, bbox=bbox)
+    return SourceLabel(kind=kind, class_name=class_name, bbox=bbox, iscrowd=bool(iscrowd),
+                       attributes={} if attributes is _ABSENT else dict(attributes),
+                       score=score)
+
+
 def _label_from(ann: dict[str, Any], class_name: str, width: int | None,
                 height: int | None) -> SourceLabel:
     """A SourceLabel from one COCO annotation (or panoptic segment); ``_Bad`` if invalid."""
+    label = _plain_label(ann, class_name, width, height)
+    if label is not None:
+        return label
     bbox: tuple[float, float, float, float] | None = None
     raw_bbox = ann.get("bbox")
     if raw_bbox is not None and raw_bbox != []:
@@ -207,7 +287,7 @@ def _label_from(ann: dict[str, Any], class_name: str, width: int | None,
         if not isinstance(raw_kp, list) or len(raw_kp) % 3:
             raise _Bad("keypoints must be a flat list of [x, y, v] triples")
         keypoints = _finite(raw_kp, "keypoints")
-        if any(v not in (0.0, 1.0, 2.0) for v in keypoints[2::3]):
+        if not _VISIBILITIES.issuperset(keypoints[2::3]):
             raise _Bad("keypoint visibility must be 0, 1 or 2")
 
     iscrowd = ann.get("iscrowd", 0)
@@ -250,6 +330,87 @@ def _merge(into: SourceLabel, new: SourceLabel) -> None:
     if into.score is None:
         into.score = new.score
     into.kind = _kind(into)
+
+
+def _image_rec(iid: int, file_name: Any) -> str:
+    return f"image id={iid}" + (f" ({file_name})" if isinstance(file_name, str) else "")
+
+
+def _plain_name(name: str) -> bool:
+    """A single path component that ``safe_join`` takes as it is (no separator, ``..``,
+    NUL or drive letter)."""
+    return bool(name) and not ("/" in name or "\\" in name or "\x00" in name
+                               or name in (".", "..") or name[1:2] == ":")
+
+
+# What a folder entry is (``_Folder.kind``).
+_MISSING, _REG, _LINK, _OTHER, _UNKNOWN = range(5)
+_LISTING_MIN = 1024
+_LISTING_PER_NAME = 4
+"""A folder listing reads at most this many entries per image name of the file (plus
+``_LISTING_MIN``), so a huge folder named by a small file costs no more than it did."""
+
+
+class _Folder:
+    """A candidate image folder: its path and key prefixes, and what its listing says.
+
+    The listing (one ``os.scandir``, perhaps cut short) is only trusted for the names it
+    holds; any other name is looked up with ``os.lstat``, so case-insensitive file systems
+    and partial listings answer exactly as a ``Path.is_file`` call would.
+    """
+
+    __slots__ = ("path", "prefix", "key_prefix", "limit", "entries", "complete", "links")
+
+    def __init__(self, path: str, key_prefix: str, limit: int) -> None:
+        self.path = path
+        self.prefix = path if path.endswith(os.sep) else path + os.sep
+        self.key_prefix = key_prefix
+        self.limit = limit
+        self.entries: dict[str, int] | None = None
+        self.complete = False
+        self.links = False
+
+    def _load(self) -> dict[str, int]:
+        entries: dict[str, int] = {}
+        seen = 0
+        try:
+            with os.scandir(self.path) as it:
+                for seen, entry in enumerate(islice(it, self.limit), 1):
+                    try:
+                        if entry.is_symlink():
+                            entries[entry.name] = _LINK
+                            self.links = True
+                        else:
+                            entries[entry.name] = (
+                                _REG if entry.is_file(follow_symlinks=False) else _OTHER)
+                    except OSError:
+                        self.links = True  # unknown: assume the worst
+                self.complete = seen < self.limit
+        except OSError:
+            pass
+        self.entries = entries
+        return entries
+
+    def may_link(self) -> bool:
+        """False only if the folder surely holds no symlink at all."""
+        if self.entries is None:
+            self._load()
+        return self.links or not self.complete
+
+    def kind(self, name: str) -> int:
+        entries = self.entries if self.entries is not None else self._load()
+        kind = entries.get(name)
+        if kind is not None:
+            return kind
+        try:
+            mode = os.lstat(self.prefix + name).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return _MISSING
+        except (OSError, ValueError):
+            return _UNKNOWN
+        if stat.S_ISLNK(mode):
+            return _LINK
+        return _REG if stat.S_ISREG(mode) else _OTHER
 
 
 @dataclass
@@ -370,53 +531,106 @@ class _Reader:
         except ValueError:
             return path.relative_to(self.root).as_posix()
 
+    def _folders(self, split: str | None, count: int) -> list[_Folder] | None:
+        """The candidate image folders of ``split`` for plain file names, in ``_resolve``'s
+        order, leaving out those that do not exist; None when any of them (or the split
+        itself) is unusual, so that ``_resolve`` handles every name of the file."""
+        if split and not _plain_name(split):
+            return None
+        rels = [f"images/{split}", "images", split, ""] if split else ["images", ""]
+        root_s = os.fspath(self.root)
+        real_root = os.path.realpath(root_s)
+        inside = real_root.rstrip(os.sep) + os.sep
+        limit = _LISTING_MIN + _LISTING_PER_NAME * count
+        folders: list[_Folder] = []
+        for rel in rels:
+            path = os.path.join(root_s, rel) if rel else root_s
+            real = os.path.realpath(path)
+            if real != real_root and not real.startswith(inside):
+                return None  # safe_join refuses (some) names here: let it word the problem
+            if rel and not os.path.isdir(path):
+                continue
+            key_prefix = self._key(Path(path, "_"))[:-1]
+            folders.append(_Folder(path, key_prefix, limit))
+        return folders
+
+    def _find(self, folders: list[_Folder], check_root: bool,
+              file_name: str) -> tuple[str, str] | None | bool:
+        """``(path, key)`` of a plain file name's image via the folder listings, None if it
+        is in none of them, False where ``_resolve`` must decide (unusual name, symlink,
+        error). Same answer as ``_resolve`` whenever it is not False."""
+        if not _plain_name(file_name):
+            return False
+        if check_root:  # safe_join(root, file_name) follows a symlink named so at the root
+            kind = folders[-1].kind(file_name)
+            if kind == _LINK or kind == _UNKNOWN:
+                return False
+        for folder in folders:
+            kind = folder.kind(file_name)
+            if kind == _REG:
+                return folder.prefix + file_name, folder.key_prefix + file_name
+            if kind == _LINK or kind == _UNKNOWN:
+                return False
+        return None
+
     def _images(self, rel: str, split: str | None, images: list[Any]) -> dict[int, str | None]:
         """Image id → sample key (None: the image was left out with a Problem)."""
         keys: dict[int, str | None] = {}
+        samples, file_split, override = self.samples, self.file_split, self.override
+        sample_split = override if override is not None else split
+        folders = self._folders(split, len(images))
+        check_root = folders is not None and folders[-1].may_link()
         for i, im in enumerate(images):
-            if not isinstance(im, dict) or not _is_int(im.get("id")):
+            if type(im) is dict and type(iid := im.get("id")) is int:
+                pass
+            elif not isinstance(im, dict) or not _is_int(im.get("id")):
                 self.problem(rel, "image must be an object with an integer id", f"image #{i}")
                 continue
-            iid, file_name = im["id"], im.get("file_name")
-            rec = f"image id={iid}" + (f" ({file_name})" if isinstance(file_name, str) else "")
+            else:
+                iid = im["id"]
+            file_name = im.get("file_name")
             if iid in keys:
-                self.problem(rel, "duplicate image id", rec)
+                self.problem(rel, "duplicate image id", _image_rec(iid, file_name))
                 continue
             keys[iid] = None
             if not isinstance(file_name, str) or not file_name:
-                self.problem(rel, "file_name must be a non-empty string", rec)
+                self.problem(rel, "file_name must be a non-empty string",
+                             _image_rec(iid, file_name))
                 continue
             try:
                 width, height = _size_value(im.get("width")), _size_value(im.get("height"))
             except _Bad as e:
-                self.problem(rel, str(e), rec)
+                self.problem(rel, str(e), _image_rec(iid, file_name))
                 continue
-            try:
-                path = self._resolve(file_name, split)
-            except UnsafePath as e:
-                self.problem(rel, str(e), rec)
-                continue
-            if path is None:
+            found = self._find(folders, check_root, file_name) if folders is not None else False
+            if found is False:
+                try:
+                    resolved = self._resolve(file_name, split)
+                except UnsafePath as e:
+                    self.problem(rel, str(e), _image_rec(iid, file_name))
+                    continue
+                found = None if resolved is None else (str(resolved), self._key(resolved))
+            if found is None:
                 self.problem(rel, "image file not found; the image and its annotations "
-                                  "are left out", rec)
+                                  "are left out", _image_rec(iid, file_name))
                 continue
-            key = self._key(path)
-            sample = self.samples.get(key)
+            path, key = found
+            sample = samples.get(key)
             if sample is None:
-                sample = SourceSample(key=key, path=str(path), width=width, height=height,
-                                      split=self.override if self.override is not None else split)
-                self.samples[key] = sample
-                self.file_split[key] = split
+                samples[key] = SourceSample(key=key, path=path, width=width, height=height,
+                                            split=sample_split)
+                file_split[key] = split
             else:
-                if self.override is None and self.file_split[key] != split:
+                if override is None and file_split[key] != split:
                     self.problem(rel, f"image {key} is already in split "
-                                      f"{self.file_split[key]!r}", rec)
+                                      f"{file_split[key]!r}", _image_rec(iid, file_name))
                     continue
                 if ((width is not None and sample.width is not None and width != sample.width)
                         or (height is not None and sample.height is not None
                             and height != sample.height)):
                     self.problem(rel, f"size {width}x{height} differs from "
-                                      f"{sample.width}x{sample.height} in another file", rec)
+                                      f"{sample.width}x{sample.height} in another file",
+                                 _image_rec(iid, file_name))
                     continue
                 sample.width = sample.width if sample.width is not None else width
                 sample.height = sample.height if sample.height is not None else height
@@ -445,26 +659,44 @@ class _Reader:
     def _annotations(self, rel: str, task: str, anns: list[Any],
                      image_keys: dict[int, str | None], categories: _Categories) -> None:
         seen: set[int] = set()
+        names, samples, add, by_ann = categories.names, self.samples, self._add, self.by_ann
+        instance = task in _INSTANCE_FAMILY
         for i, ann in enumerate(anns):
-            head = self._annotation_head(rel, i, ann, seen, image_keys)
-            if head is None or head[1] is None:
+            # The checks of _annotation_head, cheaply for the common case; it rechecks (and
+            # words the problem) when any of them fails.
+            if (type(ann) is dict and type(aid := ann.get("id")) is int and aid not in seen
+                    and type(iid := ann.get("image_id")) is int and iid in image_keys):
+                seen.add(aid)
+                key = image_keys[iid]
+            else:
+                head = self._annotation_head(rel, i, ann, seen, image_keys)
+                if head is None:
+                    continue
+                aid, key = head
+            if key is None:
                 continue
-            aid, key = head
-            rec = f"annotation id={aid}"
             cid = ann.get("category_id")
-            if not _is_int(cid) or cid not in categories.names:
-                self.problem(rel, f"unknown category_id {cid!r}", rec)
+            if (type(cid) is not int or cid not in names) and (
+                    not _is_int(cid) or cid not in names):
+                self.problem(rel, f"unknown category_id {cid!r}", f"annotation id={aid}")
                 continue
-            sample = self.samples[key]
+            sample = samples[key]
             try:
-                label = _label_from(ann, categories.names[cid], sample.width, sample.height)
+                label = _label_from(ann, names[cid], sample.width, sample.height)
             except _Bad as e:
-                self.problem(rel, str(e), rec)
+                self.problem(rel, str(e), f"annotation id={aid}")
                 continue
             if label.keypoints is not None:
                 for k, v in categories.keypoint_meta.get(cid, {}).items():
                     label.attributes[k] = [list(e) if isinstance(e, list) else e for e in v]
-            self._add(sample, task, aid, label)
+            if instance:  # _add's first case, inline
+                ident = (key, aid)
+                if ident not in by_ann:
+                    label.source_id = str(aid)
+                    by_ann[ident] = label
+                    sample.labels.append(label)
+                    continue
+            add(sample, task, aid, label)
 
     def _add(self, sample: SourceSample, task: str, aid: int, label: SourceLabel) -> None:
         if task in _INSTANCE_FAMILY:
@@ -586,6 +818,23 @@ def _file_order(path: Path) -> tuple[int, str, str]:
     return _TASK_ORDER.index(task), split or "", path.name
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (if it runs) for the block.
+
+    Reading builds hundreds of thousands of long-lived containers (the parsed JSON, the
+    samples and labels) and no reference cycles; with the collector on, its full passes
+    over them cost as much as the reading itself.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def read(root: Path, *, split: str | None = None) -> SourceDataset:
     """Import a COCO folder (see the module docstring for the layout).
 
@@ -605,8 +854,9 @@ def read(root: Path, *, split: str | None = None) -> SourceDataset:
     files = _annotation_files(root)
     if not files:
         reader.problem(".", "no COCO annotation files (annotations/*.json or *.json)")
-    for path in sorted(files, key=_file_order):
-        reader.read_file(path)
+    with _gc_paused():
+        for path in sorted(files, key=_file_order):
+            reader.read_file(path)
     samples = [reader.samples[k] for k in sorted(reader.samples)]
     return SourceDataset(samples=samples, classes=reader.classes(), problems=reader.problems,
                          format=FORMAT)

@@ -256,7 +256,13 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
     spec = registry.detect(root) if format == "auto" else registry.get(format)
     if not spec.can_import:
         raise InvalidInput(f"format {spec.name!r} cannot be imported")
-    src: SourceDataset = spec.load().read(root, split=split)
+    try:
+        src: SourceDataset = spec.load().read(root, split=split)
+    except (OSError, OverflowError, ValueError, RecursionError, UnicodeError, MemoryError) as e:
+        # importers report bad records as problems; anything that still escapes is bad
+        # input too, and must read as such, not as a crash
+        raise ImportFailed([Problem(str(source), f"cannot read the {spec.name} source: "
+                                                 f"{type(e).__name__}: {e}")], dataset=dataset) from e
     problems = list(src.problems)
 
     by_key: dict[str, SourceSample] = {}

@@ -183,3 +183,13 @@ def test_parallel_import_matches_serial(ws: Workspace, tmp_path: Path) -> None:
     pa_rows = ws.dataset("par").samples().select(["key", "content_hash", "width"]).to_pylist()
     sr_rows = ws.dataset("ser").samples().select(["key", "content_hash", "width"]).to_pylist()
     assert a.samples == b.samples == 600 and pa_rows == sr_rows
+
+
+def test_hostile_numbers_and_names_are_problems_not_crashes(ws: Workspace, coco_source: Path) -> None:
+    doc = _coco(coco_source)
+    doc["annotations"][0]["bbox"] = [10**400, 0, 5, 5]       # overflows a float
+    doc["images"][1]["file_name"] = "x" * 5000 + ".jpg"      # longer than any file system allows
+    _write(coco_source, doc)
+    with pytest.raises(ImportFailed) as e:
+        ws.import_source(coco_source, "street")
+    assert e.value.problems and all(p.path for p in e.value.problems)
