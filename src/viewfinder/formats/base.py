@@ -93,6 +93,29 @@ def export_join(out: Path, name: str) -> Path:
     return Path(os.path.join(os.fspath(out), *parts))
 
 
+def find_image(root: Path, name: str, folders: list[str]) -> Path | None:
+    """The first existing file ``<folder>/<name>`` under ``root`` (``""`` is the root
+    itself), or None. Every candidate goes through :func:`safe_join`.
+
+    Raises:
+        UnsafePath: ``name`` is absolute or escapes ``root``.
+    """
+    safe_join(root, name)  # refuses absolute names and ``..`` up front
+    for folder in folders:
+        path = safe_join(root, f"{folder}/{name}" if folder else name)
+        if path.is_file():
+            return path
+    return None
+
+
+def image_key(root: Path, image_root: Path, path: Path) -> str:
+    """A sample's key: its path relative to the format's image folder, else to the root."""
+    try:
+        return path.relative_to(image_root).as_posix()
+    except ValueError:
+        return path.relative_to(root).as_posix()
+
+
 def rel_key(root: Path, path: Path) -> str:
     """The sample key of ``path``: its POSIX path relative to ``root``."""
     return path.relative_to(root).as_posix()

@@ -56,6 +56,8 @@ from viewfinder.formats.base import (
     ImageWriter,
     UnsafePath,
     dump_json,
+    find_image,
+    image_key,
     read_json,
     safe_join,
 )
@@ -514,22 +516,11 @@ class _Reader:
 
     def _resolve(self, file_name: str, split: str | None) -> Path | None:
         """The image file for ``file_name``; None if absent. Raises UnsafePath."""
-        safe_join(self.root, file_name)  # refuses absolute names and ``..`` up front
-        candidates = [f"images/{file_name}", file_name]
-        if split:
-            candidates = [f"images/{split}/{file_name}", candidates[0],
-                          f"{split}/{file_name}", file_name]
-        for name in candidates:
-            path = safe_join(self.root, name)
-            if path.is_file():
-                return path
-        return None
+        folders = [f"images/{split}", "images", split, ""] if split else ["images", ""]
+        return find_image(self.root, file_name, folders)
 
     def _key(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.image_root).as_posix()
-        except ValueError:
-            return path.relative_to(self.root).as_posix()
+        return image_key(self.root, self.image_root, path)
 
     def _folders(self, split: str | None, count: int) -> list[_Folder] | None:
         """The candidate image folders of ``split`` for plain file names, in ``_resolve``'s

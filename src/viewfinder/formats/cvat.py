@@ -34,7 +34,7 @@ from viewfinder.core.geometry import polygons_bbox
 from viewfinder.core.types import LabelKind, Problem, SourceDataset, SourceLabel, SourceSample
 from viewfinder.errors import InvalidInput
 from viewfinder.formats import _rle
-from viewfinder.formats.base import MAX_ANNOTATION_BYTES, UnsafePath, safe_join
+from viewfinder.formats.base import MAX_ANNOTATION_BYTES, UnsafePath, find_image, image_key, safe_join
 
 FORMAT = "cvat"
 
@@ -334,19 +334,10 @@ class _Reader:
             ctx.default_subset = single.findtext("subset")
 
     def _resolve(self, name: str, subset: str | None) -> Path | None:
-        safe_join(self.root, name)  # refuses absolute names and ``..`` up front
-        candidates = ([f"images/{subset}/{name}"] if subset else []) + [f"images/{name}", name]
-        for candidate in candidates:
-            path = safe_join(self.root, candidate)
-            if path.is_file():
-                return path
-        return None
+        return find_image(self.root, name, [f"images/{subset}", "images", ""] if subset else ["images", ""])
 
     def _key(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.image_root).as_posix()
-        except ValueError:
-            return path.relative_to(self.root).as_posix()
+        return image_key(self.root, self.image_root, path)
 
     def _image(self, el: Element, ctx: _FileContext) -> None:
         rel, name = ctx.rel, el.get("name")

@@ -259,13 +259,15 @@ class Catalog:
             c.execute(refs.update().where(refs.c.dataset_id == dataset_id, refs.c.name == name)
                       .values(version_id=version_id, updated_at=now))
 
+    def _first(self, q: sa.Select, c: Connection | None) -> Any:
+        """The first row of ``q``, inside the caller's transaction when one is given."""
+        if c is not None:
+            return c.execute(q).first()
+        with self.engine.connect() as conn:
+            return conn.execute(q).first()
+
     def get_ref(self, dataset_id: str, name: str, c: Connection | None = None) -> RefRecord | None:
-        q = sa.select(refs).where(refs.c.dataset_id == dataset_id, refs.c.name == name)
-        if c is None:
-            with self.engine.connect() as conn:
-                row = conn.execute(q).first()
-        else:
-            row = c.execute(q).first()
+        row = self._first(sa.select(refs).where(refs.c.dataset_id == dataset_id, refs.c.name == name), c)
         return RefRecord(row.name, row.kind, row.version_id, row.protected) if row else None
 
     def list_refs(self, dataset_id: str) -> list[RefRecord]:
@@ -275,12 +277,8 @@ class Catalog:
         return [RefRecord(r.name, r.kind, r.version_id, r.protected) for r in rows]
 
     def get_version(self, dataset_id: str, version_id: str, c: Connection | None = None) -> VersionRecord | None:
-        q = sa.select(versions).where(versions.c.dataset_id == dataset_id, versions.c.id == version_id)
-        if c is None:
-            with self.engine.connect() as conn:
-                row = conn.execute(q).first()
-        else:
-            row = c.execute(q).first()
+        row = self._first(sa.select(versions).where(versions.c.dataset_id == dataset_id,
+                                                    versions.c.id == version_id), c)
         return _version(row) if row else None
 
     def find_versions_by_prefix(self, dataset_id: str, prefix: str) -> list[str]:
