@@ -32,7 +32,7 @@ GROUND_TRUTH = "ground_truth"
 """The ``source`` of labels that are annotations, not model predictions."""
 
 
-@dataclass
+@dataclass(slots=True)
 class SourceLabel:
     """One label as read from (or written to) a format."""
 
@@ -50,7 +50,7 @@ class SourceLabel:
     source: str = GROUND_TRUTH
 
 
-@dataclass
+@dataclass(slots=True)
 class SourceSample:
     """One image and its labels as read from a source folder.
 

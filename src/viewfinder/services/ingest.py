@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from viewfinder.core.geometry import box_iou_matrix
 from viewfinder.core.types import LabelKind, SourceDataset, SourceLabel, SourceSample
@@ -126,30 +127,52 @@ def _worker_context() -> BaseContext:
     return get_context("fork" if single else "forkserver")
 
 
+class _Scan:
+    """Image reading in flight: chunks submitted to worker processes (forked at once, while
+    this process is still single-threaded), collected later with progress."""
+
+    def __init__(self, samples: list[SourceSample], ws: Workspace, *, workers: int | None) -> None:
+        self.items = [(s.key, s.path) for s in samples if s.path]
+        self.store, self.opts = ws.store_url, ws.fsspec_storage_options()
+        n = workers or min(os.cpu_count() or 1, 8)
+        self.pool: ProcessPoolExecutor | None = None
+        self.futures: list[Any] = []
+        if n > 1 and len(self.items) >= 512:
+            chunk = max(64, min(1024, len(self.items) // (n * 8) or 64))
+            self.pool = ProcessPoolExecutor(max_workers=n, mp_context=_worker_context())
+            self.futures = [self.pool.submit(process_chunk, self.items[i:i + chunk], self.store, self.opts)
+                            for i in range(0, len(self.items), chunk)]
+
+    def collect(self, progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
+        out: dict[str, tuple[ImageInfo | None, str | None]] = {}
+        total = len(self.items)
+        try:
+            if self.pool is None:
+                for i in range(0, total, 256):
+                    for key, info, err in process_chunk(self.items[i:i + 256], self.store, self.opts):
+                        out[key] = (info, err)
+                    if progress:
+                        progress(len(out), total)
+                return out
+            for fut in self.futures:
+                for key, info, err in fut.result():
+                    out[key] = (info, err)
+                if progress:
+                    progress(len(out), total)
+            return out
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
 def scan_images(samples: list[SourceSample], ws: Workspace, *, workers: int | None,
                 progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
-    items = [(s.key, s.path) for s in samples if s.path]
-    total = len(items)
-    out: dict[str, tuple[ImageInfo | None, str | None]] = {}
-    store, opts = ws.store_url, ws.fsspec_storage_options()
-    workers = workers or min(os.cpu_count() or 1, 8)
-    if workers <= 1 or total < 512:
-        for i in range(0, total, 256):
-            for key, info, err in process_chunk(items[i:i + 256], store, opts):
-                out[key] = (info, err)
-            if progress:
-                progress(len(out), total)
-        return out
-    chunk = max(64, min(1024, total // (workers * 8) or 64))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
-        futures = [pool.submit(process_chunk, items[i:i + chunk], store, opts)
-                   for i in range(0, total, chunk)]
-        for fut in futures:
-            for key, info, err in fut.result():
-                out[key] = (info, err)
-            if progress:
-                progress(len(out), total)
-    return out
+    """Read, check and store every image: ``key → (info, error)``."""
+    return _Scan(samples, ws, workers=workers).collect(progress)
 
 
 def _check_labels(s: SourceSample, info: ImageInfo) -> list[Problem]:
@@ -278,7 +301,12 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
         user_meta, meta_problems = load_metadata_file(Path(metadata))
         problems.extend(meta_problems)
 
-    scanned = scan_images(samples, ws, workers=workers, progress=progress)
+    scan = _Scan(samples, ws, workers=workers)
+    try:  # while the workers read images, build the label rows against the current head
+        plan = _plan_labels(ws, dataset, branch, samples)
+        scanned = scan.collect(progress)
+    finally:
+        scan.close()
     bad_keys: set[str] = set()
     for s in samples:
         if not s.path:
@@ -315,8 +343,13 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
     classes = list(dict.fromkeys([*src.classes, *(lab.class_name for s in good for lab in s.labels)]))
 
     def build(head: VersionRecord, tables: DatasetTables) -> vs.Changes:
-        return _build_changes(head, tables, good, sample_rows, mode=mode,
-                              protected=protected_ids, classes=classes)
+        labels = plan
+        if labels.head_id != head.id:  # another writer moved the branch: ids against it
+            labels = _label_plan(samples, _head_labels(tables, head, samples), head.id)
+        good_ids = pa.array([rows.sample_id(s.key) for s in good], pa.string())
+        return _build_changes(head, tables, good, sample_rows, labels.table.filter(
+            pc.is_in(labels.table.column("sample_id"), good_ids)), labels.old, mode=mode,
+            protected=protected_ids, classes=classes)
 
     ds = vs.get_or_create_dataset(ws, dataset, author=author)
     run_id = ws.catalog.start_run(
@@ -344,13 +377,71 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
         skipped=problems, seconds=time.perf_counter() - t0)
 
 
+@dataclass
+class _LabelPlan:
+    head_id: str | None
+    table: pa.Table                      # label rows (with row_hash) of every source sample
+    old: list[dict[str, Any]]            # the head's labels of those samples
+
+
+def _head_labels(tables: DatasetTables, head: VersionRecord, samples: list[SourceSample],
+                 extra_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """The head's labels of the given samples (and of ``extra_ids``)."""
+    if head.summary.get("labels", 1) == 0:
+        return []
+    ids = sorted({rows.sample_id(s.key) for s in samples} | set(extra_ids or []))
+    con = duck.connect(l=tables.open("labels", head.labels_table_version),
+                       t=pa.table({"sid": vs.id_array(ids)}))
+    out = duck.query(con, """SELECT l.id, l.sample_id, l.kind, l.class_name, l.x, l.y,
+        l.w, l.h, l.source_id, l.row_hash FROM l SEMI JOIN t ON l.sample_id = t.sid""").to_pylist()
+    con.close()
+    return out
+
+
+def _plan_labels(ws: Workspace, dataset: str, branch: str, samples: list[SourceSample]) -> _LabelPlan:
+    """Label rows built against the branch's current head (read without the lock; the
+    commit checks the head is still the same)."""
+    from viewfinder.errors import NotFound
+
+    try:
+        at = vs.resolve(ws, f"{dataset}@{branch}")
+    except NotFound:
+        return _label_plan(samples, [], None)
+    return _label_plan(samples, _head_labels(ws.tables(at.dataset), at.version, samples), at.version.id)
+
+
+LABEL_BATCH = 200_000
+
+
+def _label_plan(samples: list[SourceSample], old: list[dict[str, Any]], head_id: str | None) -> _LabelPlan:
+    old_by_sample: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in old:
+        old_by_sample[r["sample_id"]].append(r)
+    batches, batch = [], []
+    for s in samples:
+        if not s.labels:
+            continue
+        sid = rows.sample_id(s.key)
+        ids = _assign_label_ids(sid, s.labels, old_by_sample.get(sid, []))
+        batch.extend(rows.label_row(lab, label_id=lid, sample_id_=sid)
+                     for lab, lid in zip(s.labels, ids, strict=True))
+        if len(batch) >= LABEL_BATCH:  # Arrow holds them far smaller than dicts do
+            batches.append(rows.labels_table(batch))
+            batch = []
+    batches.append(rows.labels_table(batch))
+    return _LabelPlan(head_id, pa.concat_tables(batches), old)
+
+
 def _build_changes(head: VersionRecord, tables: DatasetTables, good: list[SourceSample],
-                   sample_rows: list[dict[str, Any]], *, mode: str, protected: set[str],
+                   sample_rows: list[dict[str, Any]], new_labels: pa.Table,
+                   old_labels: list[dict[str, Any]], *, mode: str, protected: set[str],
                    classes: list[str]) -> vs.Changes:
     changes = vs.Changes()
-    head_samples = tables.read("samples", head.samples_table_version,
-                               columns=["id", "split", "tags", "metadata", "row_hash"])
-    head_s = {r["id"]: r for r in head_samples.to_pylist()}
+    head_s: dict[str, dict[str, Any]] = {}
+    if head.summary.get("samples", 1):
+        head_samples = tables.read("samples", head.samples_table_version,
+                                   columns=["id", "split", "tags", "metadata", "row_hash"])
+        head_s = {r["id"]: r for r in head_samples.to_pylist()}
     # Imports do not carry Viewfinder-side fields: keep tags, and a split the source lacks.
     for r in sample_rows:
         old = head_s.get(r["id"])
@@ -380,27 +471,11 @@ def _build_changes(head: VersionRecord, tables: DatasetTables, good: list[Source
         upserts=new_samples.filter(pa.array(upsert_mask, pa.bool_())) if any(upsert_mask) else None,
         deletes=vs.id_array(removed_samples) if removed_samples else None)
 
-    # labels of the samples in the source (and of removed samples, to delete them)
-    touched = pa.table({"sid": vs.id_array(sorted(new_ids | set(removed_samples)))})
-    head_labels = tables.open("labels", head.labels_table_version)
-    con = duck.connect(l=head_labels, t=touched)
-    old_labels = duck.query(con, """SELECT l.id, l.sample_id, l.kind, l.class_name, l.x, l.y,
-        l.w, l.h, l.source_id, l.row_hash FROM l SEMI JOIN t ON l.sample_id = t.sid""").to_pylist()
-    con.close()
-    old_by_sample: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in old_labels:
-        old_by_sample[r["sample_id"]].append(r)
-
-    label_rows = []
-    for s in good:
-        sid = rows.sample_id(s.key)
-        if not s.labels:
-            continue
-        ids = _assign_label_ids(sid, s.labels, old_by_sample.get(sid, []))
-        label_rows.extend(rows.label_row(lab, label_id=lid, sample_id_=sid)
-                          for lab, lid in zip(s.labels, ids, strict=True))
-    new_labels = rows.labels_table(label_rows)
-    old_hash = {r["id"]: r["row_hash"] for r in old_labels}
+    if removed_samples:  # their labels go too
+        old_labels = old_labels + _head_labels(tables, head, [], removed_samples)
+    # labels of the source's good samples; labels of skipped samples stay untouched
+    touched = new_ids | set(removed_samples)
+    old_hash = {r["id"]: r["row_hash"] for r in old_labels if r["sample_id"] in touched}
     new_label_ids = set()
     mask = []
     for i, h in zip(new_labels.column("id").to_pylist(), new_labels.column("row_hash").to_pylist(), strict=True):
@@ -414,7 +489,7 @@ def _build_changes(head: VersionRecord, tables: DatasetTables, good: list[Source
             mask.append(True)
         else:
             mask.append(False)
-    removed_labels = [r["id"] for r in old_labels if r["id"] not in new_label_ids]
+    removed_labels = sorted(i for i in old_hash if i not in new_label_ids)
     counts["labels"]["removed"] = len(removed_labels)
     changes.labels = TableChange(
         upserts=new_labels.filter(pa.array(mask, pa.bool_())) if any(mask) else None,

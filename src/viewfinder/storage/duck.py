@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def connect(**relations: Any) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory connection with ``relations`` (Arrow tables, Lance datasets)
     registered under their keyword names."""
+    import duckdb  # on first use: keeps `viewfinder --help` and worker forks light
+
     con = duckdb.connect()
     for name, rel in relations.items():
         con.register(name, rel)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
 from viewfinder.storage.catalog import DatasetRecord, VersionRecord
 from viewfinder.storage.workspace import Workspace
@@ -42,6 +44,8 @@ def build(ws: Workspace, dataset: DatasetRecord, version: VersionRecord) -> Path
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    import duckdb
+
     tables = ws.tables(dataset)
     con = duckdb.connect(str(tmp))
     try:
@@ -63,4 +67,6 @@ def connect(ws: Workspace, dataset: DatasetRecord, version: VersionRecord) -> du
     version is small enough to query in place."""
     if not wanted(version):
         return None
+    import duckdb
+
     return duckdb.connect(str(build(ws, dataset, version)), read_only=True)

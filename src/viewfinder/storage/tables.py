@@ -14,13 +14,23 @@ catalog commit) are orphans, invisible to users.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lance
 import pyarrow as pa
 
 from viewfinder.errors import StorageError
 from viewfinder.storage import schema
+
+if TYPE_CHECKING:
+    import lance
+
+
+def _lance() -> Any:
+    """Lance, imported on first use (it pulls in pandas: ~0.3 s of start-up)."""
+    import lance
+
+    return lance
+
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {"samples": schema.SAMPLES, "labels": schema.LABELS}
 
@@ -54,7 +64,7 @@ class DatasetTables:
         out = {}
         for name, sch in TABLE_SCHEMAS.items():
             try:
-                ds = lance.write_dataset(sch.empty_table(), self.uri(name), mode="create",
+                ds = _lance().write_dataset(sch.empty_table(), self.uri(name), mode="create",
                                          enable_stable_row_ids=True,
                                          storage_options=self.storage_options)
             except (OSError, ValueError) as e:
@@ -64,7 +74,7 @@ class DatasetTables:
 
     def open(self, table: str, version: int) -> lance.LanceDataset:
         try:
-            return lance.dataset(self.uri(table), version=version,
+            return _lance().dataset(self.uri(table), version=version,
                                  storage_options=self.storage_options)
         except (OSError, ValueError) as e:
             raise StorageError(f"cannot open table {table} at version {version}: {e}") from e
@@ -78,6 +88,7 @@ class DatasetTables:
         if change.empty:
             return base_version
         try:
+            lance = _lance()
             ds = lance.dataset(self.uri(table), storage_options=self.storage_options)
             if ds.version != base_version:
                 ds.checkout_version(base_version).restore()

@@ -193,3 +193,28 @@ def test_hostile_numbers_and_names_are_problems_not_crashes(ws: Workspace, coco_
     with pytest.raises(ImportFailed) as e:
         ws.import_source(coco_source, "street")
     assert e.value.problems and all(p.path for p in e.value.problems)
+
+
+def test_import_racing_another_writer_rebuilds_on_the_new_head(
+        ws: Workspace, coco_source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Label rows are planned while images are read, before the lock; if another commit
+    lands meanwhile, the import builds on that head and keeps its change."""
+    from viewfinder.services import ingest
+
+    ws.import_source(coco_source, "street")
+    doc = _coco(coco_source)
+    doc["annotations"][0]["category_id"] = doc["annotations"][0]["category_id"] % 4 + 1
+    _write(coco_source, doc)
+    real = ingest._plan_labels
+
+    def plan_then_race(*args, **kwargs):  # type: ignore[no-untyped-def]
+        plan = real(*args, **kwargs)
+        ws.dataset("street").tag_samples(None, add=["raced"])   # lands before our commit
+        return plan
+
+    monkeypatch.setattr(ingest, "_plan_labels", plan_then_race)
+    res = ws.import_source(coco_source, "street", mode="sync")
+    assert res.changes["labels"] == {"added": 0, "removed": 0, "changed": 1}
+    ds = ws.dataset("street")
+    assert ds.count('"raced" in tags') == 12
+    assert res.version.parents == [ws.log("street")[1].id]  # built on the racing commit
