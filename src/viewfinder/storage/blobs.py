@@ -17,7 +17,10 @@ from viewfinder.errors import StorageError
 
 
 def blob_relpath(content_hash: str) -> str:
-    return f"blobs/{content_hash[:2]}/{content_hash[2:4]}/{content_hash}"
+    """``blobs/ab/abcdef…``: one level of 256 folders (as git does). A second level would
+    cost a folder creation per image up to millions of images, for no gain on ext4/XFS,
+    whose directories are indexed."""
+    return f"blobs/{content_hash[:2]}/{content_hash}"
 
 
 class BlobStore:
