@@ -344,7 +344,8 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
 
     def build(head: VersionRecord, tables: DatasetTables) -> vs.Changes:
         labels = plan
-        if labels.head_id != head.id:  # another writer moved the branch: ids against it
+        stale = labels.head_id != head.id and not (labels.head_id is None and head.summary["labels"] == 0)
+        if stale:  # another writer moved the branch: label ids against its head
             labels = _label_plan(samples, _head_labels(tables, head, samples), head.id)
         good_ids = pa.array([rows.sample_id(s.key) for s in good], pa.string())
         return _build_changes(head, tables, good, sample_rows, labels.table.filter(
