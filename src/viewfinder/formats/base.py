@@ -167,29 +167,61 @@ class ExportItem:
 class ImageWriter:
     """Places images into an export: copy, symlink, or nothing.
 
+    With ``background=True`` placement runs on a thread, so the kernel creates image
+    files while the exporter writes annotation files into other folders (file creation,
+    not Python, is what an export of many small files waits on); then call
+    :meth:`finish` at the end: it waits and re-raises the first error.
+
     Args:
         source_path: maps a content hash to a local file path of the image (the blob).
         mode: copy, link or none.
+        background: place images on a background thread.
     """
 
-    def __init__(self, source_path: Callable[[str], str], mode: ImagesMode) -> None:
+    def __init__(self, source_path: Callable[[str], str], mode: ImagesMode, *,
+                 background: bool = False) -> None:
         self._source_path = source_path
         self.mode = ImagesMode(mode)
-        self._made: set[Path] = set()
+        self.background = background
+        self._made: set[str] = set()
+        self._pool: Any = None
+        self._pending: list[Any] = []
 
     def place(self, content_hash: str, dest: Path) -> None:
         if self.mode is ImagesMode.NONE:
             return
-        if dest.parent not in self._made:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(dest.parent)
+        if not self.background:
+            self._place(content_hash, os.fspath(dest))
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vf-images")
+        self._pending.append(self._pool.submit(self._place, content_hash, os.fspath(dest)))
+
+    def _place(self, content_hash: str, dest: str) -> None:
+        parent = os.path.dirname(dest)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
         src = self._source_path(content_hash)
         if os.path.lexists(dest):
-            dest.unlink()
+            os.unlink(dest)
         if self.mode is ImagesMode.LINK:
             os.symlink(src, dest)
         else:
             shutil.copyfile(src, dest)
+
+    def finish(self) -> None:
+        """Wait for every image; raise the first error."""
+        try:
+            for fut in self._pending:
+                fut.result()
+        finally:
+            self._pending = []
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
 
 
 def dump_json(obj: Any) -> bytes:

@@ -69,7 +69,11 @@ def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: st
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        fmt.load().write(tmp, items, classes, ImageWriter(ws.blobs.local_path, mode))
+        writer = ImageWriter(ws.blobs.local_path, mode, background=True)
+        try:
+            fmt.load().write(tmp, items, classes, writer)
+        finally:
+            writer.finish()
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
