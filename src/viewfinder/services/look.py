@@ -109,19 +109,9 @@ def stats(ws: Workspace, spec: str, filter: str | None = None) -> dict[str, Any]
             splits = {x["k"]: x["n"] for x in r.query(
                 "SELECT coalesce(split, ?) AS k, count(*) AS n FROM {m} GROUP BY 1 ORDER BY 1",
                 [vs.NO_SPLIT]).to_pylist()}
-            per_class = r.query("""SELECT l.class_name AS k, count(*) AS n,
-                    count(*) FILTER (WHERE area < 1024) AS small,
-                    count(*) FILTER (WHERE area >= 1024 AND area < 9216) AS medium,
-                    count(*) FILTER (WHERE area >= 9216) AS large
-                FROM labels l SEMI JOIN {m} AS mm ON l.%s = mm.%s GROUP BY 1 ORDER BY 1""" % r.join).to_pylist()
-            q = r.query("""SELECT approx_quantile(w, [0.05, 0.25, 0.5, 0.75, 0.95]) AS wq,
-                    approx_quantile(h, [0.05, 0.25, 0.5, 0.75, 0.95]) AS hq,
-                    min(w) AS w_min, max(w) AS w_max, min(h) AS h_min, max(h) AS h_max
-                FROM labels l SEMI JOIN {m} AS mm ON l.%s = mm.%s WHERE w IS NOT NULL""" % r.join).to_pylist()[0]
-        base = {"samples": sum(splits.values()), "labels": sum(r["n"] for r in per_class),
-                "classes": {r["k"]: r["n"] for r in per_class}, "splits": splits,
-                "box_sizes": vs.box_sizes(q, {b: sum(r[b] for r in per_class)
-                                              for b in ("small", "medium", "large")})}
+            matched = "(SELECT l.* FROM labels l SEMI JOIN {m} AS mm ON l.%s = mm.%s)" % r.join
+            labels = vs.label_stats(lambda sql: r.query(sql).to_pylist(), matched)
+        base = {"samples": sum(splits.values()), "splits": splits, **labels}
     base["dataset"] = at.dataset.name
     base["version"] = at.version.id
     if filter:

@@ -124,21 +124,41 @@ def summarize(tables: DatasetTables, samples_version: int, labels_version: int) 
     con = duck.connect(s=s, l=lab)
     splits = duck.query(con, "SELECT coalesce(split, ?) AS k, count(*) AS n FROM s GROUP BY 1 ORDER BY 1",
                         [NO_SPLIT]).to_pylist()
-    per_class = duck.query(con, """SELECT class_name AS k, count(*) AS n,
+    stats = label_stats(lambda sql: duck.query(con, sql).to_pylist(), "l")
+    con.close()
+    return {"samples": sum(r["n"] for r in splits), "splits": {r["k"]: r["n"] for r in splits}, **stats}
+
+
+EXACT_QUANTILES_UP_TO = 1_000_000
+"""Box-size percentiles are exact up to this many labels, then taken from a repeatable
+system sample of about that many (a distribution does not need every row)."""
+
+
+def label_stats(run: Callable[[str], list[dict[str, Any]]], labels: str) -> dict[str, Any]:
+    """``labels``, ``classes`` and ``box_sizes`` of the label rows ``labels`` (a table or
+    a subquery), with ``run(sql) -> rows``."""
+    per_class = run(f"""SELECT class_name AS k, count(*) AS n,
             count(*) FILTER (WHERE area < 1024) AS small,
             count(*) FILTER (WHERE area >= 1024 AND area < 9216) AS medium,
-            count(*) FILTER (WHERE area >= 9216) AS large
-        FROM l GROUP BY 1 ORDER BY 1""").to_pylist()
-    q = duck.query(con, """SELECT approx_quantile(w, [0.05, 0.25, 0.5, 0.75, 0.95]) AS wq,
-            approx_quantile(h, [0.05, 0.25, 0.5, 0.75, 0.95]) AS hq,
+            count(*) FILTER (WHERE area >= 9216) AS large,
             min(w) AS w_min, max(w) AS w_max, min(h) AS h_min, max(h) AS h_max
-        FROM l WHERE w IS NOT NULL""").to_pylist()[0]
-    con.close()
-    return {
-        "samples": sum(r["n"] for r in splits), "labels": sum(r["n"] for r in per_class),
-        "classes": {r["k"]: r["n"] for r in per_class}, "splits": {r["k"]: r["n"] for r in splits},
-        "box_sizes": box_sizes(q, {b: sum(r[b] for r in per_class) for b in ("small", "medium", "large")}),
-    }
+        FROM {labels} GROUP BY 1 ORDER BY 1""")
+    n = sum(r["n"] for r in per_class)
+    sample = (f"USING SAMPLE {100 * EXACT_QUANTILES_UP_TO / n:.4f}% (system, 7)"
+              if n > EXACT_QUANTILES_UP_TO else "")
+    q = run(f"""SELECT quantile_cont(w, [0.05, 0.25, 0.5, 0.75, 0.95]) AS wq,
+            quantile_cont(h, [0.05, 0.25, 0.5, 0.75, 0.95]) AS hq
+        FROM (SELECT w, h FROM {labels} {sample}) WHERE w IS NOT NULL""")[0]
+
+    def pick(key: str, fn: Callable[..., Any]) -> Any:
+        vals = [r[key] for r in per_class if r[key] is not None]
+        return fn(vals) if vals else None
+
+    q.update(w_min=pick("w_min", min), w_max=pick("w_max", max),
+             h_min=pick("h_min", min), h_max=pick("h_max", max))
+    buckets = {b: sum(r[b] for r in per_class) for b in ("small", "medium", "large")}
+    return {"labels": n, "classes": {r["k"]: r["n"] for r in per_class},
+            "box_sizes": box_sizes(q, buckets)}
 
 
 def box_sizes(q: dict[str, Any], buckets: dict[str, int]) -> dict[str, Any]:
