@@ -27,6 +27,8 @@ def import_cmd(
                                                       "by file name.")] = None,
     branch: Annotated[str, typer.Option(help="Branch to commit to.")] = "main",
     workers: Annotated[int | None, typer.Option(help="Parallel image readers.")] = None,
+    rehash: Annotated[bool, typer.Option(help="Read and hash every image, even those unchanged "
+                                              "since an earlier import.")] = False,
     workspace_path: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -42,7 +44,8 @@ def import_cmd(
         result = import_source(
             ws, source, dataset, format=format, split=split, mode=mode,  # type: ignore[arg-type]
             on_error=on_error, message=message, metadata=metadata, branch=branch,  # type: ignore[arg-type]
-            workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            workers=workers, rehash=rehash,
+            progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_out:
         print_json(result.to_dict())
         return

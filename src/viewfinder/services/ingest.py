@@ -34,6 +34,7 @@ from viewfinder.formats import registry
 from viewfinder.services import versions as vs
 from viewfinder.services.images import ImageInfo, process_chunk
 from viewfinder.storage import duck, rows
+from viewfinder.storage.file_cache import FileCache, Identity, identity
 from viewfinder.storage.catalog import VersionRecord
 from viewfinder.storage.tables import DatasetTables, TableChange
 from viewfinder.storage.workspace import Workspace
@@ -131,9 +132,15 @@ class _Scan:
     """Image reading in flight: chunks submitted to worker processes (forked at once, while
     this process is still single-threaded), collected later with progress."""
 
-    def __init__(self, samples: list[SourceSample], ws: Workspace, *, workers: int | None) -> None:
+    def __init__(self, samples: list[SourceSample], ws: Workspace, *, workers: int | None,
+                 rehash: bool = False) -> None:
         self.items = [(s.key, s.path) for s in samples if s.path]
         self.store, self.opts = ws.store_url, ws.fsspec_storage_options()
+        self.known: dict[str, tuple[ImageInfo | None, str | None]] = {}
+        self.cache = FileCache(ws.path / "cache" / "files.sqlite")
+        self.identities: dict[str, Identity | None] = {}
+        if not rehash:
+            self._use_cache(ws)
         n = workers or min(os.cpu_count() or 1, 8)
         self.pool: ProcessPoolExecutor | None = None
         self.futures: list[Any] = []
@@ -143,7 +150,37 @@ class _Scan:
             self.futures = [self.pool.submit(process_chunk, self.items[i:i + chunk], self.store, self.opts)
                             for i in range(0, len(self.items), chunk)]
 
+    def _use_cache(self, ws: Workspace) -> None:
+        """Take what the file cache knows for unchanged files whose blob is stored."""
+        by_path = {path: key for key, path in self.items}
+        cached = self.cache.lookup(list(by_path))
+        todo = []
+        for key, path in self.items:
+            ident = self.identities[path] = identity(path)
+            hit = cached.get(path)
+            if hit is not None and ident is not None and hit[0] == ident and (
+                    not ws.blobs.is_local or ws.blobs.exists(hit[1][0])):
+                h, nbytes, w, hh, mt = hit[1]
+                self.known[key] = (ImageInfo(h, nbytes, w, hh, mt), None)
+            else:
+                todo.append((key, path))
+        self.items = todo
+
     def collect(self, progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
+        out = self._collect(progress)
+        paths = dict(self.items)
+        fresh = []
+        for key, (info, _err) in out.items():
+            if info is not None and key in paths:
+                ident = self.identities.get(paths[key]) or identity(paths[key])
+                if ident is not None:
+                    fresh.append((paths[key], ident, (info.content_hash, info.size_bytes, info.width,
+                                                      info.height, info.media_type)))
+        self.cache.store(fresh)
+        self.cache.close()
+        return {**self.known, **out}
+
+    def _collect(self, progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
         out: dict[str, tuple[ImageInfo | None, str | None]] = {}
         total = len(self.items)
         try:
@@ -170,9 +207,9 @@ class _Scan:
 
 
 def scan_images(samples: list[SourceSample], ws: Workspace, *, workers: int | None,
-                progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
+                progress: Progress | None, rehash: bool = False) -> dict[str, tuple[ImageInfo | None, str | None]]:
     """Read, check and store every image: ``key → (info, error)``."""
-    return _Scan(samples, ws, workers=workers).collect(progress)
+    return _Scan(samples, ws, workers=workers, rehash=rehash).collect(progress)
 
 
 def _check_labels(s: SourceSample, info: ImageInfo) -> list[Problem]:
@@ -265,8 +302,12 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
                   on_error: Literal["fail", "skip"] = "fail", message: str | None = None,
                   metadata: str | Path | None = None, branch: str = vs.DEFAULT_BRANCH,
                   author: str | None = None, workers: int | None = None,
-                  progress: Progress | None = None) -> ImportResult:
-    """Import ``source`` into ``dataset`` (created if new) as one version on ``branch``."""
+                  progress: Progress | None = None, rehash: bool = False) -> ImportResult:
+    """Import ``source`` into ``dataset`` (created if new) as one version on ``branch``.
+
+    Images unchanged since an earlier import (same file identity, see
+    ``storage.file_cache``) are not read again unless ``rehash``.
+    """
     t0 = time.perf_counter()
     if mode not in ("add", "sync"):
         raise InvalidInput(f"mode must be 'add' or 'sync', not {mode!r}")
@@ -301,7 +342,7 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
         user_meta, meta_problems = load_metadata_file(Path(metadata))
         problems.extend(meta_problems)
 
-    scan = _Scan(samples, ws, workers=workers)
+    scan = _Scan(samples, ws, workers=workers, rehash=rehash)
     try:  # while the workers read images, build the label rows against the current head
         plan = _plan_labels(ws, dataset, branch, samples)
         scanned = scan.collect(progress)

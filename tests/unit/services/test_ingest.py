@@ -218,3 +218,34 @@ def test_import_racing_another_writer_rebuilds_on_the_new_head(
     ds = ws.dataset("street")
     assert ds.count('"raced" in tags') == 12
     assert res.version.parents == [ws.log("street")[1].id]  # built on the racing commit
+
+
+def test_reimport_reads_only_files_that_changed(ws: Workspace, coco_source: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from viewfinder.services import images, ingest
+
+    ws.import_source(coco_source, "street", workers=1)
+    read: list[str] = []
+    real = images.process_chunk
+
+    def counting(items, *a):  # type: ignore[no-untyped-def]
+        read.extend(k for k, _ in items)
+        return real(items, *a)
+
+    monkeypatch.setattr(ingest, "process_chunk", counting)
+    assert not ws.import_source(coco_source, "street", workers=1).created
+    assert read == []                                        # nothing read again
+    victim = sorted((coco_source / "images" / "train").iterdir())[0]
+    Image.new("RGB", (160, 120), "blue").save(victim)        # same name, new pixels
+    res = ws.import_source(coco_source, "street", workers=1)
+    assert read == [f"train/{victim.name}"] and res.changes["samples"]["changed"] == 1
+    # an in-place edit that restores the old times is only seen with rehash
+    st = victim.stat()
+    with open(victim, "r+b") as f:
+        f.seek(st.st_size - 10)
+        f.write(b"\x00" * 8)
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert not ws.import_source(coco_source, "street", workers=1).created
+    assert ws.import_source(coco_source, "street", workers=1, rehash=True).changes["samples"]["changed"] == 1
