@@ -109,8 +109,12 @@ def stats(ws: Workspace, spec: str, filter: str | None = None) -> dict[str, Any]
             splits = {x["k"]: x["n"] for x in r.query(
                 "SELECT coalesce(split, ?) AS k, count(*) AS n FROM {m} GROUP BY 1 ORDER BY 1",
                 [vs.NO_SPLIT]).to_pylist()}
-            matched = "(SELECT l.* FROM labels l SEMI JOIN {m} AS mm ON l.%s = mm.%s)" % r.join
-            labels = vs.label_stats(lambda sql: r.query(sql).to_pylist(), matched)
+            # the matching samples' labels, fetched once (one scan), then counted in memory
+            matched = r.query("SELECT l.class_name, l.area, l.w, l.h FROM labels l "
+                              "SEMI JOIN {m} AS mm ON l.%s = mm.%s" % r.join)
+            con = duck.connect(ml=matched)
+            labels = vs.label_stats(lambda sql: duck.query(con, sql).to_pylist(), "ml")
+            con.close()
         base = {"samples": sum(splits.values()), "splits": splits, **labels}
     base["dataset"] = at.dataset.name
     base["version"] = at.version.id
