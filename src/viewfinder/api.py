@@ -159,7 +159,12 @@ class DatasetView:
         return (self.samples(filter) if table == "samples" else self.labels(filter)).to_pandas()
 
     def to_polars(self, filter: str | None = None, table: str = "samples") -> Any:
-        import polars as pl
+        try:
+            import polars as pl
+        except ImportError:
+            from viewfinder.errors import MissingDependency
+
+            raise MissingDependency("polars", "polars") from None
 
         return pl.from_arrow(self.samples(filter) if table == "samples" else self.labels(filter))
 

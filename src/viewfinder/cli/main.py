@@ -7,12 +7,26 @@ from typing import Annotated
 
 import typer
 
-from viewfinder.cli.common import JsonOpt, WorkspaceOpt, handle_errors, out, print_json, workspace
+from viewfinder.cli.common import JsonOpt, WorkspaceOpt, err, handle_errors, out, print_json, workspace
 
 app = typer.Typer(
     name="viewfinder", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     help="Versioned, tested, governed computer-vision datasets. "
          "Datasets are named NAME or NAME@REF (REF = branch, tag or version id).")
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")] = False) -> None:
+    """Progress notes from the services (e.g. a query cache being built) go to stderr."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
+    logger = logging.getLogger("viewfinder")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
 
 
 @app.command("init")

@@ -14,9 +14,11 @@ million labels, where a full scan per query costs hundreds of milliseconds.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
 from viewfinder.storage.catalog import DatasetRecord, VersionRecord
 from viewfinder.storage.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 MIN_LABELS = 500_000
 KEEP_PER_DATASET = 4
@@ -52,6 +56,9 @@ def build(ws: Workspace, dataset: DatasetRecord, version: VersionRecord) -> Path
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    log.info("building the query cache of version %s (%s labels); once per version",
+             version.id, f"{version.summary.get('labels', 0):,}")
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     import duckdb
 
@@ -71,6 +78,7 @@ def build(ws: Workspace, dataset: DatasetRecord, version: VersionRecord) -> Path
         con.close()
     os.replace(tmp, path)
     _prune(path.parent)
+    log.info("query cache of version %s built in %.1f s", version.id, time.perf_counter() - started)
     return path
 
 
