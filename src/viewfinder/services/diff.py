@@ -194,4 +194,5 @@ def merge(ws: Workspace, name: str, source: str, *, into: str = vs.DEFAULT_BRANC
 
     return vs.commit(ws, dataset, into, build,
                      message=message or f"merge {source} into {into}", author=author,
-                     parents_extra=[src.version.id])
+                     parents_extra=[src.version.id], operation="merge",
+                     params={"source": source, "source_version": src.version.id})

@@ -78,7 +78,7 @@ def remap(ws: Workspace, spec: str, mapping: dict[str, str], *, message: str | N
 
     desc = ", ".join(f"{k}={v}" for k, v in mapping.items())
     return vs.commit(ws, at.dataset, branch, build, message=message or f"remap {desc}",
-                     author=author)
+                     author=author, operation="remap", params={"map": mapping})
 
 
 def _unit(seed: int, key: str) -> float:
@@ -168,6 +168,7 @@ def split(ws: Workspace, spec: str, ratios: dict[str, float], *, stratify: bool 
     desc = ",".join(f"{k}={v:g}" for k, v in ratios.items())
     extra = {"ratios": ratios, "stratify": stratify, "group_by": group_by, "seed": seed}
     return vs.commit(ws, at.dataset, branch, build, extra=extra, author=author,
+                     operation="split", params=extra,
                      message=message or f"split {desc} (seed {seed}"
                                         f"{', stratified' if stratify else ''}"
                                         f"{f', grouped by {group_by}' if group_by else ''})")
@@ -204,6 +205,7 @@ def tag_samples(ws: Workspace, spec: str, filter: str | None, *, add: list[str] 
         return changes
 
     parts = [*(f"+{t}" for t in add), *(f"-{t}" for t in remove)]
-    return vs.commit(ws, at.dataset, branch, build, author=author,
+    return vs.commit(ws, at.dataset, branch, build, author=author, operation="tag-samples",
+                     params={"filter": filter, "add": add, "remove": remove},
                      message=message or f"tag samples {' '.join(parts)}"
                                         f"{f' where {filter}' if filter else ''}")

@@ -197,14 +197,30 @@ def commit(ws: Workspace, dataset: DatasetRecord, branch: str,
            build: Callable[[VersionRecord, DatasetTables], Changes], *, message: str,
            author: str | None = None, run_id: str | None = None,
            extra: dict[str, Any] | None = None, parents_extra: list[str] | None = None,
-           allow_empty: bool = False) -> CommitResult:
+           allow_empty: bool = False, operation: str | None = None,
+           params: dict[str, Any] | None = None) -> CommitResult:
     """Build a change from the head of ``branch`` and commit it as a new version.
 
     ``build(head, tables)`` runs while the dataset's write lock is held, so the head it
     sees is the head the commit lands on. An empty change creates no version (imports
-    are idempotent) unless ``allow_empty``.
+    are idempotent) unless ``allow_empty``. With ``operation`` (and no ``run_id``) the
+    commit records its own Run: operation, parameters, code version, outcome.
     """
     author = author or current_user()
+    if operation is not None and run_id is None:
+        run_id = ws.catalog.start_run(dataset_id=dataset.id, operation=operation,
+                                      params={**(params or {}), "branch": branch},
+                                      author=author, code_version=code_version())
+        try:
+            result = commit(ws, dataset, branch, build, message=message, author=author,
+                            run_id=run_id, extra=extra, parents_extra=parents_extra,
+                            allow_empty=allow_empty)
+        except Exception as e:
+            ws.catalog.finish_run(run_id, status="failed", error=str(e))
+            raise
+        ws.catalog.finish_run(run_id, status="succeeded",
+                              outputs={"version": result.version.id, "created": result.created})
+        return result
     tables = ws.tables(dataset)
     with ws.catalog.dataset_lock(dataset.id) as c:
         ref = ws.catalog.get_ref(dataset.id, branch, c)

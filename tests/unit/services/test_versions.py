@@ -183,3 +183,21 @@ def test_fast_diff_of_ancestors_agrees_with_the_full_join(ws: Workspace, coco_so
                 assert fast == slow, (table, a.message, b.message)
             checked += 1
     assert checked >= 15
+
+
+def test_every_version_records_the_run_that_made_it(street: Workspace) -> None:
+    street.dataset("street").remap({"car": "vehicle"})
+    street.dataset("street").split({"train": 0.5, "val": 0.5}, seed=1)
+    street.dataset("street").tag_samples('split == "val"', add=["v"])
+    street.branch("street", "b")
+    street.dataset("street@b").tag_samples(None, add=["b"])
+    street.merge("street", "b")
+    catalog = street._ws.catalog
+    runs = []
+    for v in street.log("street")[:-1]:  # all but "create dataset"
+        run = catalog.get_run(v.run_id)
+        assert run is not None and run["status"] == "succeeded" and run["code_version"]
+        assert run["outputs"]["version"] == v.id
+        runs.append(run)
+    assert [r["operation"] for r in runs] == ["merge", "tag-samples", "tag-samples", "split", "remap", "import"]
+    assert runs[4]["params"]["map"] == {"car": "vehicle"} and runs[0]["params"]["source"] == "b"
