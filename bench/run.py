@@ -116,12 +116,12 @@ def bench_scale(out: Path, n_samples: int, results: dict) -> None:
     import pyarrow as pa
 
     sys.path.insert(0, str(HERE))
-    from scale import build_tables  # type: ignore[import-not-found]
+    from scale import CLASSES, build_tables  # type: ignore[import-not-found]
 
     from viewfinder.services import diff as diff_service
     from viewfinder.services import look
     from viewfinder.services import versions as vs
-    from viewfinder.services.edit import _rehash
+    from viewfinder.storage.rows import with_row_hash
     from viewfinder.storage import query_cache
     from viewfinder.storage.tables import TableChange
     from viewfinder.storage.workspace import init_workspace
@@ -130,15 +130,15 @@ def bench_scale(out: Path, n_samples: int, results: dict) -> None:
     log(f"building {n_samples:,} samples / {n_samples * per:,} labels")
     samples, labels = build_tables(n_samples, per)
     ws = init_workspace(out / "wsscale")
-    ds = vs.create_dataset(ws, "big", classes=list(set(labels.column("class_name").to_pylist()[:1000]))).dataset
-
-    def load(head, tables):  # type: ignore[no-untyped-def]
-        return vs.Changes(samples=TableChange(upserts=samples), labels=TableChange(upserts=labels))
+    ds = vs.create_dataset(ws, "big", classes=CLASSES).dataset
+    n_labels = labels.num_rows
+    bulk = vs.Changes(samples=TableChange(upserts=samples), labels=TableChange(upserts=labels))
+    del samples, labels  # the commit holds the only references: freed after it
 
     t = time.perf_counter()
-    base = vs.commit(ws, ds, "main", load, message="bulk load").version
-    r: dict = {"samples": n_samples, "labels": labels.num_rows, "bulk_commit_s": round(time.perf_counter() - t, 1)}
-    del samples, labels
+    base = vs.commit(ws, ds, "main", lambda head, tables: bulk, message="bulk load").version
+    r: dict = {"samples": n_samples, "labels": n_labels, "bulk_commit_s": round(time.perf_counter() - t, 1)}
+    bulk = vs.Changes()
     spec = "big"
     flt = 'label.class == "car" and label.area < 1024'
     r["stats_per_class_ms"] = round(best_ms(lambda: look.stats(ws, spec)), 1)
@@ -162,7 +162,7 @@ def bench_scale(out: Path, n_samples: int, results: dict) -> None:
     rows = tables.open("labels", base.labels_table_version)._take_rows(pa.array(pick))
     rows = rows.set_column(rows.schema.get_field_index("class_name"), "class_name",
                            pa.array(np.full(rows.num_rows, "relabelled")))
-    rows = _rehash(rows, "labels")
+    rows = with_row_hash(rows, "labels")
 
     def edit(head, tables):  # type: ignore[no-untyped-def]
         ch = vs.Changes(labels=TableChange(upserts=rows))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from viewfinder.api import Workspace, init_workspace
+from tests.peer import PEER
 from viewfinder.synthetic import make_coco
 
 PG_URL = os.environ.get("VIEWFINDER_TEST_POSTGRES_URL")
@@ -79,9 +80,6 @@ def coco_source(tmp_path: Path) -> Path:
     return make_coco(tmp_path / "coco_src", n_images=12, seed=7)
 
 
-PEER = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "peer" / "datumaro"
-if not PEER.exists():  # CI clones main next to a copy of shared/
-    PEER = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "peer" / "datumaro"
 
 
 def pytest_configure(config: pytest.Config) -> None:

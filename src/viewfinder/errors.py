@@ -24,7 +24,7 @@ Lance, OS) are translated at the storage boundary into one of these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

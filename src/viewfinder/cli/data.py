@@ -9,14 +9,17 @@ import typer
 from viewfinder.cli.common import (FilterOpt, JsonOpt, WorkspaceOpt, err, handle_errors, out,
                                    print_json, workspace)
 
-FORMAT_HELP = "coco, yolo, voc, imagefolder, cvat, or auto (detect)."
+from viewfinder.formats.registry import export_names, import_names  # names only: imports no format
+
+IMPORT_FORMATS = f"{', '.join(import_names())}, or auto (detect)."
+EXPORT_FORMATS = ", ".join(export_names()) + "."
 
 
 @handle_errors
 def import_cmd(
     source: Annotated[str, typer.Argument(help="Folder holding the dataset.")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name (created if new).")],
-    format: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    format: Annotated[str, typer.Option("--format", help=IMPORT_FORMATS)] = "auto",
     split: Annotated[str | None, typer.Option(help="Put every sample in this split.")] = None,
     mode: Annotated[str, typer.Option(help="add: add/update samples; sync: make the "
                                            "dataset equal to the source.")] = "add",
@@ -69,7 +72,7 @@ def import_cmd(
 def export_cmd(
     spec: Annotated[str, typer.Argument(help="NAME or NAME@REF.")],
     out_dir: Annotated[str, typer.Argument(metavar="OUT", help="Folder to write (must be new or empty).")],
-    format: Annotated[str, typer.Option("--format", help="coco, yolo, voc or imagefolder.")],
+    format: Annotated[str, typer.Option("--format", help=EXPORT_FORMATS)],
     filter: FilterOpt = None,
     images: Annotated[str, typer.Option(help="copy, link (symlinks to the store) or none.")] = "copy",
     workspace_path: WorkspaceOpt = None,

@@ -8,7 +8,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from viewfinder.core.types import SourceSample
@@ -114,11 +114,6 @@ def image_key(root: Path, image_root: Path, path: Path) -> str:
         return path.relative_to(image_root).as_posix()
     except ValueError:
         return path.relative_to(root).as_posix()
-
-
-def rel_key(root: Path, path: Path) -> str:
-    """The sample key of ``path``: its POSIX path relative to ``root``."""
-    return path.relative_to(root).as_posix()
 
 
 def iter_images(folder: Path) -> Iterator[Path]:

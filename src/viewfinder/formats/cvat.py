@@ -34,7 +34,7 @@ from viewfinder.core.geometry import polygons_bbox
 from viewfinder.core.types import LabelKind, Problem, SourceDataset, SourceLabel, SourceSample
 from viewfinder.errors import InvalidInput
 from viewfinder.formats import _rle
-from viewfinder.formats.base import MAX_ANNOTATION_BYTES, UnsafePath, find_image, image_key, safe_join
+from viewfinder.formats.base import MAX_ANNOTATION_BYTES, UnsafePath, find_image, image_key
 
 FORMAT = "cvat"
 

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from viewfinder.errors import MergeConflict, MergeConflictDetail
+from viewfinder.errors import ConflictError, MergeConflict, MergeConflictDetail
 from viewfinder.services import versions as vs
 from viewfinder.storage import duck
 from viewfinder.storage.catalog import VersionRecord
@@ -163,12 +163,12 @@ def merge(ws: Workspace, name: str, source: str, *, into: str = vs.DEFAULT_BRANC
         if src.version.id in vs.ancestors(allv, head.id):
             return vs.Changes()  # already merged
         base_id = vs.merge_base(allv, head.id, src.version.id)
-        base = allv[base_id] if base_id else None
+        if base_id is None:  # every version descends from the dataset's first one
+            raise ConflictError(f"{source} and {into} share no history", dataset=name)
+        base = allv[base_id]
         changes = vs.Changes()
         conflicts: list[MergeConflictDetail] = []
         for table in ("samples", "labels"):
-            if base is None:
-                raise MergeConflict([], dataset=name)
             ours = table_changes(tables, table, base, head, a_is_ancestor=True).to_pydict()
             theirs = table_changes(tables, table, base, src.version, a_is_ancestor=True).to_pydict()
             ours_by_id = {i: (c, h) for i, c, h in zip(ours["id"], ours["change"], ours["row_hash"], strict=True)}

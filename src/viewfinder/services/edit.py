@@ -50,10 +50,6 @@ def parse_ratios(text: str) -> dict[str, float]:
     return out
 
 
-def _rehash(table: pa.Table, kind: str) -> pa.Table:
-    return rows.with_row_hash(table, kind)
-
-
 def remap(ws: Workspace, spec: str, mapping: dict[str, str], *, message: str | None = None,
           author: str | None = None) -> vs.CommitResult:
     """Rename classes (several old names may map to one new name: a merge of classes)."""
@@ -68,7 +64,7 @@ def remap(ws: Workspace, spec: str, mapping: dict[str, str], *, message: str | N
         con.close()
         changes = vs.Changes()
         if changed.num_rows:
-            changes.labels = TableChange(upserts=_rehash(changed, "labels"))
+            changes.labels = TableChange(upserts=rows.with_row_hash(changed, "labels"))
             changes.counts["labels"]["changed"] = changed.num_rows
         old = head.summary.get("class_list", [])
         new_classes = list(dict.fromkeys(mapping.get(c, c) for c in old))
@@ -161,7 +157,7 @@ def split(ws: Workspace, spec: str, ratios: dict[str, float], *, stratify: bool 
         changed = samples.set_column(samples.schema.get_field_index("split"), "split", new_split).filter(mask)
         changes = vs.Changes()
         if changed.num_rows:
-            changes.samples = TableChange(upserts=_rehash(changed, "samples"))
+            changes.samples = TableChange(upserts=rows.with_row_hash(changed, "samples"))
             changes.counts["samples"]["changed"] = changed.num_rows
         return changes
 
@@ -200,7 +196,7 @@ def tag_samples(ws: Workspace, spec: str, filter: str | None, *, add: list[str] 
                                pa.array(new_tags, pa.list_(pa.string()))).filter(pa.array(mask, pa.bool_()))
         changes = vs.Changes()
         if t.num_rows:
-            changes.samples = TableChange(upserts=_rehash(t, "samples"))
+            changes.samples = TableChange(upserts=rows.with_row_hash(t, "samples"))
             changes.counts["samples"]["changed"] = t.num_rows
         return changes
 

@@ -152,8 +152,7 @@ class _Scan:
 
     def _use_cache(self, ws: Workspace) -> None:
         """Take what the file cache knows for unchanged files whose blob is stored."""
-        by_path = {path: key for key, path in self.items}
-        cached = self.cache.lookup(list(by_path))
+        cached = self.cache.lookup([path for _, path in self.items])
         todo = []
         for key, path in self.items:
             ident = self.identities[path] = identity(path)
@@ -167,49 +166,39 @@ class _Scan:
         self.items = todo
 
     def collect(self, progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
-        out = self._collect(progress)
-        paths = dict(self.items)
-        fresh = []
-        for key, (info, _err) in out.items():
-            if info is not None and key in paths:
-                ident = self.identities.get(paths[key]) or identity(paths[key])
-                if ident is not None:
-                    fresh.append((paths[key], ident, (info.content_hash, info.size_bytes, info.width,
-                                                      info.height, info.media_type)))
-        self.cache.store(fresh)
-        self.cache.close()
-        return {**self.known, **out}
-
-    def _collect(self, progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
-        out: dict[str, tuple[ImageInfo | None, str | None]] = {}
-        total = len(self.items)
+        """Wait for every image (with progress); remember what was learned; close."""
         try:
-            if self.pool is None:
-                for i in range(0, total, 256):
-                    for key, info, err in process_chunk(self.items[i:i + 256], self.store, self.opts):
-                        out[key] = (info, err)
-                    if progress:
-                        progress(len(out), total)
-                return out
-            for fut in self.futures:
-                for key, info, err in fut.result():
-                    out[key] = (info, err)
-                if progress:
-                    progress(len(out), total)
-            return out
+            out = self._read(progress)
+            fresh = []
+            for key, path in self.items:
+                info = out[key][0]
+                ident = self.identities.get(path) or identity(path)
+                if info is not None and ident is not None:
+                    fresh.append((path, ident, (info.content_hash, info.size_bytes, info.width,
+                                                info.height, info.media_type)))
+            self.cache.store(fresh)
+            return {**self.known, **out}
         finally:
             self.close()
 
+    def _read(self, progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
+        out: dict[str, tuple[ImageInfo | None, str | None]] = {}
+        total = len(self.items)
+        batches = (fut.result() for fut in self.futures) if self.pool is not None else (
+            process_chunk(self.items[i:i + 256], self.store, self.opts) for i in range(0, total, 256))
+        for batch in batches:
+            for key, info, err in batch:
+                out[key] = (info, err)
+            if progress:
+                progress(len(out), total)
+        return out
+
     def close(self) -> None:
+        """Stop the workers and release the file cache (safe to call twice)."""
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
             self.pool = None
-
-
-def scan_images(samples: list[SourceSample], ws: Workspace, *, workers: int | None,
-                progress: Progress | None, rehash: bool = False) -> dict[str, tuple[ImageInfo | None, str | None]]:
-    """Read, check and store every image: ``key → (info, error)``."""
-    return _Scan(samples, ws, workers=workers, rehash=rehash).collect(progress)
+        self.cache.close()
 
 
 def _check_labels(s: SourceSample, info: ImageInfo) -> list[Problem]:
@@ -389,7 +378,7 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
         if stale:  # another writer moved the branch: label ids against its head
             labels = _label_plan(samples, _head_labels(tables, head, samples), head.id)
         good_ids = pa.array([rows.sample_id(s.key) for s in good], pa.string())
-        return _build_changes(head, tables, good, sample_rows, labels.table.filter(
+        return _build_changes(head, tables, sample_rows, labels.table.filter(
             pc.is_in(labels.table.column("sample_id"), good_ids)), labels.old, mode=mode,
             protected=protected_ids, classes=classes)
 
@@ -474,8 +463,7 @@ def _label_plan(samples: list[SourceSample], old: list[dict[str, Any]], head_id:
     return _LabelPlan(head_id, pa.concat_tables(batches), old)
 
 
-def _build_changes(head: VersionRecord, tables: DatasetTables, good: list[SourceSample],
-                   sample_rows: list[dict[str, Any]], new_labels: pa.Table,
+def _build_changes(head: VersionRecord, tables: DatasetTables, sample_rows: list[dict[str, Any]], new_labels: pa.Table,
                    old_labels: list[dict[str, Any]], *, mode: str, protected: set[str],
                    classes: list[str]) -> vs.Changes:
     changes = vs.Changes()

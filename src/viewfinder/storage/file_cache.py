@@ -52,4 +52,4 @@ class FileCache:
                                 [(p, *ident, *known) for p, ident, known in entries])
 
     def close(self) -> None:
-        self.db.close()
+        self.db.close()  # closing a closed connection is a no-op

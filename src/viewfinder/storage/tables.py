@@ -109,13 +109,3 @@ class DatasetTables:
             return int(ds.version)
         except (OSError, ValueError, RuntimeError) as e:
             raise StorageError(f"cannot write table {table}: {e}") from e
-
-    def size_bytes(self) -> int:
-        """Bytes on storage for both tables (all versions): for storage-growth reports."""
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(self.base, **(self.storage_options_fsspec()))
-        return int(sum(fs.du(path, total=False).values())) if fs.exists(path) else 0
-
-    def storage_options_fsspec(self) -> dict[str, Any]:
-        return {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ class WorkspaceConfig:
     store: str = DEFAULT_STORE
     store_endpoint: str | None = None
     store_region: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         d = {"format": 1, "catalog": self.catalog, "store": self.store}

@@ -15,7 +15,7 @@ from PIL import Image
 from viewfinder.core.types import SourceDataset, SourceLabel
 from viewfinder.formats.base import ExportItem, ImagesMode, ImageWriter, image_size
 
-PEER = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "peer" / "datumaro"
+from tests.peer import PEER  # noqa: F401  (re-exported to the format tests)
 
 
 def make_image(path: Path, size: tuple[int, int] = (40, 30), color: tuple[int, int, int] = (90, 120, 200),

@@ -18,7 +18,7 @@ from viewfinder.errors import InvalidInput
 from viewfinder.formats import coco
 from viewfinder.formats.base import ExportItem, ImagesMode, ImageWriter
 
-PEER = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "peer" / "datumaro"
+from tests.peer import PEER
 COCO_PEER = PEER / "coco_dataset"
 
 

@@ -11,10 +11,10 @@ from pycocotools import mask as mask_utils
 
 from viewfinder.core.types import LabelKind, SourceDataset, SourceSample
 from viewfinder.errors import InvalidInput
+from tests.peer import PEER as ALL_PEER
 from viewfinder.formats import cvat
 
-PEER = (Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "peer" / "datumaro"
-        / "cvat_dataset" / "for_images")
+PEER = ALL_PEER / "cvat_dataset" / "for_images"
 
 
 @pytest.fixture

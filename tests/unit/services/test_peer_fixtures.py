@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PEER
+from tests.peer import PEER
 from viewfinder import ImportFailed
 from viewfinder.api import Workspace
 
