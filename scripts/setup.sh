@@ -5,7 +5,7 @@
 #   bash scripts/setup.sh --python-only  # only the Python venv (enough for the demo)
 #
 # Steps:
-#   1. (unless --python-only) make sure PostgreSQL and Node.js/npm are installed; on a
+#   1. (unless --python-only) make sure PostgreSQL, Node.js/npm and Chromium are installed; on a
 #      fresh Debian machine they are installed with apt-get (needs root).
 #   2. create .venv with a python3 >= 3.11 if it is missing or broken.
 #   3. pip install -e '.[test]' into .venv; skipped when pyproject.toml, the Python
@@ -62,6 +62,10 @@ if [[ $python_only -eq 0 ]]; then
   if ! command -v pg_createcluster >/dev/null || ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
     step "installing PostgreSQL (apt-get)"
     apt_install 'postgresql-15|postgresql'
+  fi
+  if ! command -v chromium >/dev/null; then
+    step "installing Chromium for the browser tests (apt-get)"
+    apt_install chromium
   fi
   if ! command -v npx >/dev/null; then
     step "installing Node.js and npm (apt-get)"

@@ -13,11 +13,15 @@ Lance, OS) are translated at the storage boundary into one of these.
     │   ├── RefNotFound                  unknown version id, tag or branch
     │   └── FormatNotFound
     ├── AlreadyExists                     dataset, tag or branch name taken
+    ├── AuthenticationFailed              wrong password, bad/expired/revoked token
+    │   └── RateLimited                   too many login attempts; ``retry_after`` seconds
+    ├── PermissionDenied                  the caller may see the resource, not do this
     ├── InvalidInput (ValueError)         user-supplied value is wrong
     │   ├── FilterSyntaxError             carries ``expression`` and ``column``
     │   └── ImportFailed                  carries every ``Problem`` found in the source
     ├── ConflictError                     concurrent write or merge conflict
-    │   └── MergeConflict                 carries the conflicting sample/label ids
+    │   ├── MergeConflict                 carries the conflicting sample/label ids
+    │   └── ReleaseBlocked                the check suite failed; carries the report
     ├── StorageError                      catalog, table or blob store failed
     └── MissingDependency (ImportError)   optional extra not installed
 """
@@ -70,6 +74,29 @@ class FormatNotFound(NotFound):
 
 class AlreadyExists(ViewfinderError):
     """A dataset, tag or branch with that name already exists."""
+
+
+class AuthenticationFailed(ViewfinderError):
+    """Who the caller is could not be established: wrong password, bad or expired token.
+
+    The message never says which part was wrong (user name or password).
+    """
+
+
+class RateLimited(AuthenticationFailed):
+    """Too many attempts; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermissionDenied(ViewfinderError, PermissionError):
+    """The caller may see the resource but not perform this action on it.
+
+    A resource the caller may not see at all raises a :class:`NotFound` instead, so its
+    existence is not revealed.
+    """
 
 
 class InvalidInput(ViewfinderError, ValueError):
@@ -144,6 +171,15 @@ class MergeConflict(ConflictError):
                          dataset=dataset)
 
 
+class ReleaseBlocked(ConflictError):
+    """A release was refused because error-severity checks failed. ``report`` is the
+    check report (a dict) that blocked it."""
+
+    def __init__(self, message: str, *, report: dict[str, Any], dataset: str | None = None) -> None:
+        super().__init__(message, dataset=dataset)
+        self.report = report
+
+
 class StorageError(ViewfinderError):
     """The catalog, a table or the blob store failed."""
 
@@ -156,8 +192,9 @@ class MissingDependency(ViewfinderError, ImportError):
 
 
 __all__ = [
-    "AlreadyExists", "ConfigError", "ConflictError", "DatasetNotFound", "FilterSyntaxError",
+    "AlreadyExists", "AuthenticationFailed", "ConfigError", "ConflictError", "DatasetNotFound", "FilterSyntaxError",
     "FormatNotFound", "ImportFailed", "InvalidInput", "MergeConflict", "MergeConflictDetail",
-    "MissingDependency", "NotFound", "Problem", "RefNotFound", "StorageError",
+    "MissingDependency", "NotFound", "PermissionDenied", "Problem", "RateLimited", "RefNotFound",
+    "ReleaseBlocked", "StorageError",
     "ViewfinderError", "WorkspaceNotFound",
 ]

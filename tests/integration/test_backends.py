@@ -66,3 +66,26 @@ def test_migrations_match_the_catalog_model(any_ws: Workspace) -> None:
     with any_ws._ws.catalog.engine.connect() as c:
         diffs = compare_metadata(MigrationContext.configure(c), metadata)
     assert diffs == []
+
+
+def test_schema_revision_is_the_newest_migration(tmp_path: Path) -> None:
+    """An old catalog is upgraded on open, so the code's revision must be Alembic's head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from viewfinder.storage import catalog
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(catalog.__file__).parent / "migrations"))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == catalog.SCHEMA_REVISION
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    from alembic import command
+    cfg.attributes["url"] = url
+    command.upgrade(cfg, "0001")
+    cat = catalog.Catalog(url)
+    cat.ensure_schema()
+    with cat.engine.connect() as c:
+        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == catalog.SCHEMA_REVISION
+        c.exec_driver_sql("SELECT count(*) FROM check_reports")
+    cat.close()

@@ -81,6 +81,36 @@ refs = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# -- data quality (migration 0002) -------------------------------------------------------
+
+check_reports = sa.Table(
+    "check_reports", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("dataset_id", sa.String(32), sa.ForeignKey("datasets.id"), nullable=False),
+    sa.Column("version_id", sa.String(32), sa.ForeignKey("versions.id"), nullable=False),
+    sa.Column("suite_name", sa.String(200), nullable=False),
+    sa.Column("suite_hash", sa.String(64), nullable=False),   # sha256 of the canonical suite
+    sa.Column("passed", sa.Boolean, nullable=False),          # no error-severity failure
+    sa.Column("counts", sa.JSON, nullable=False),             # {"passed": n, "failed": n, ...}
+    sa.Column("report", sa.JSON, nullable=False),             # the full CheckReport
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), nullable=True),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_check_reports_version", "dataset_id", "version_id"),
+)
+
+releases = sa.Table(
+    "releases", metadata,
+    sa.Column("dataset_id", sa.String(32), sa.ForeignKey("datasets.id"), primary_key=True),
+    sa.Column("tag", sa.String(200), primary_key=True),
+    sa.Column("version_id", sa.String(32), sa.ForeignKey("versions.id"), nullable=False),
+    sa.Column("check_report_id", sa.String(32), sa.ForeignKey("check_reports.id"), nullable=True),
+    sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("reason", sa.Text, nullable=True),              # required when forced
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def new_id(nbytes: int = 8) -> str:
     return secrets.token_hex(nbytes)
@@ -171,6 +201,9 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+SCHEMA_REVISION = "0002"  # the newest migration; bump with every new migration file
+
+
 def migrate(url: str) -> None:
     """Create or upgrade the catalog schema to the newest migration."""
     from alembic import command
@@ -192,6 +225,16 @@ class Catalog:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def ensure_schema(self) -> None:
+        """Upgrade a catalog made by an older Viewfinder to :data:`SCHEMA_REVISION`."""
+        try:
+            with self.engine.connect() as c:
+                current = c.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        except sa.exc.SQLAlchemyError:
+            current = None
+        if current != SCHEMA_REVISION:
+            migrate(self.url)
 
     # -- datasets ---------------------------------------------------------------------
 

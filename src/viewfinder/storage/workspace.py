@@ -104,7 +104,9 @@ class Workspace:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return Catalog(self.catalog_url)
+        catalog = Catalog(self.catalog_url)
+        catalog.ensure_schema()
+        return catalog
 
     @cached_property
     def blobs(self) -> BlobStore:
