@@ -8,7 +8,7 @@
 #   1. (unless --python-only) make sure PostgreSQL, Node.js/npm and Chromium are installed; on a
 #      fresh Debian machine they are installed with apt-get (needs root).
 #   2. create .venv with a python3 >= 3.11 if it is missing or broken.
-#   3. pip install -e '.[test]' into .venv; skipped when pyproject.toml, the Python
+#   3. pip install -e '.[test,learned]' into .venv (learned = torch CPU + transformers); skipped when pyproject.toml, the Python
 #      version and the repository path are unchanged since the last successful install
 #      (the fingerprint is kept in .venv/.viewfinder-installed).
 #
@@ -121,11 +121,11 @@ fingerprint="$(
 if [[ "${VIEWFINDER_FORCE_INSTALL:-0}" != 1 && -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then
   step "python dependencies up to date (pyproject.toml unchanged)"
 else
-  step "installing viewfinder[test] into .venv (pip, may take a few minutes the first time)"
+  step "installing viewfinder[test,learned] into .venv (pip, may take a few minutes the first time)"
   rm -f "$stamp"
   # pip's output (build back-end warnings included) goes to a log shown only on failure.
   pip_log="$venv/.viewfinder-pip.log"
-  if ! "$venv/bin/python" -m pip install --disable-pip-version-check -e '.[test]' >"$pip_log" 2>&1; then
+  if ! "$venv/bin/python" -m pip install --disable-pip-version-check -e '.[test,learned]' >"$pip_log" 2>&1; then
     tail -n 60 "$pip_log" >&2
     echo "setup.sh: pip install failed (full log: $pip_log)" >&2
     exit 1

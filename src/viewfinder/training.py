@@ -26,9 +26,12 @@ class VisionDataset:
     def __init__(self, view: DatasetView, *, filter: str | None = None,
                  transform: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, Any]]] | None = None,
                  as_tensors: bool | None = None) -> None:
-        self.classes = view.classes
-        self._index = {c: i for i, c in enumerate(self.classes)}
         self._samples: list[Sample] = list(view.iter_samples(filter))
+        # Fixed before any worker starts, so every DataLoader worker maps classes alike.
+        self.classes = list(view.classes)
+        seen = {lab.class_name for s in self._samples for lab in s.labels}
+        self.classes += sorted(seen - set(self.classes))
+        self._index = {c: i for i, c in enumerate(self.classes)}
         self.transform = transform
         if as_tensors is None:
             try:
@@ -49,7 +52,7 @@ class VisionDataset:
                  for lab in s.labels if lab.bbox is not None]
         target: dict[str, Any] = {
             "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-            "labels": np.asarray([self._index.setdefault(lab.class_name, len(self._index))
+            "labels": np.asarray([self._index[lab.class_name]
                                   for lab in s.labels if lab.bbox is not None], dtype=np.int64),
             "sample_id": s.id, "key": s.key,
         }

@@ -63,3 +63,25 @@ def test_training_dataset_without_torch(street: Workspace) -> None:
     x1, y1, x2, y2 = target["boxes"][0]
     assert x2 > x1 and y2 > y1
     assert len(ds) == 12
+
+
+def test_training_dataset_in_a_torch_dataloader_with_workers(street: Workspace) -> None:
+    """What an ML engineer runs: a multi-worker DataLoader over a pinned version."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    view = street.dataset("street")
+    ds = view.torch_dataset('split == "train"')
+    expected = {s.id: s for s in view.iter_samples('split == "train"')}
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=lambda batch: tuple(zip(*batch)))
+    seen = 0
+    for images, targets in loader:
+        for image, target in zip(images, targets):
+            sample = expected[target["sample_id"]]
+            assert isinstance(image, torch.Tensor) and image.dtype == torch.uint8
+            assert tuple(image.shape) == (3, sample.height, sample.width)
+            boxes = [lab for lab in sample.labels if lab.bbox is not None]
+            assert target["boxes"].shape == (len(boxes), 4)
+            assert [ds.classes[i] for i in target["labels"].tolist()] == [b.class_name for b in boxes]
+            seen += 1
+    assert seen == len(expected) == len(ds) > 0
