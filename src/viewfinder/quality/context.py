@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from viewfinder.services import versions as vs
-from viewfinder.services.look import VersionReader
+from viewfinder.storage.catalog import DatasetAt
+from viewfinder.storage.reader import VersionReader
 from viewfinder.storage.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -38,11 +38,11 @@ class QualityContext:
 
     Args:
         ws: the open workspace.
-        at: the dataset at one version (``versions.resolve(ws, "NAME@REF")``).
+        at: the dataset at one version (``services.versions.resolve(ws, "NAME@REF")``).
         progress: optional callback for long work.
     """
 
-    def __init__(self, ws: Workspace, at: vs.DatasetAt, *, progress: Progress | None = None) -> None:
+    def __init__(self, ws: Workspace, at: DatasetAt, *, progress: Progress | None = None) -> None:
         self.ws = ws
         self.at = at
         self.progress: Progress = progress or _no_progress

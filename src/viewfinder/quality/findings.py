@@ -15,16 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-FINDINGS_SCHEMA = pa.schema([
-    pa.field("version_id", pa.string(), nullable=False),
-    pa.field("detector", pa.string(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("score", pa.float64(), nullable=False),
-    pa.field("sample_id", pa.string(), nullable=False),
-    pa.field("label_id", pa.string()),
-    pa.field("group_id", pa.string()),
-    pa.field("evidence", pa.string()),          # canonical JSON object
-])
+from viewfinder.storage.schema import FINDINGS as FINDINGS_SCHEMA
 
 
 @dataclass(frozen=True)

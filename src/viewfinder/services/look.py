@@ -3,53 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pyarrow as pa
 
 from viewfinder.services import versions as vs
-from viewfinder.storage import duck, query_cache
-from viewfinder.storage.query import compile_filter
+from viewfinder.storage import duck
+from viewfinder.storage.reader import VersionReader, label_order, samples_with_labels
 from viewfinder.storage.workspace import Workspace
 
-
-class VersionReader:
-    """DuckDB over one version's ``samples`` and ``labels``; in :meth:`query`, ``{m}``
-    stands for the samples matching the filter. Use as a context manager.
-
-    ``cached=True`` (read-only questions: counts, stats, pages) reads the version's query
-    cache when it is large enough to have one; its ``labels`` then hold only the filter
-    columns (see ``storage.query_cache``).
-    """
-
-    def __init__(self, ws: Workspace, at: vs.DatasetAt, filter: str | None = None, *,
-                 cached: bool = False) -> None:
-        self.tables = ws.tables(at.dataset)
-        self.at = at
-        con = query_cache.connect(ws, at.dataset, at.version) if cached else None
-        self.cached = con is not None
-        self.filter = compile_filter(filter, join="rank" if self.cached else "id")
-        self.con = con or duck.connect(
-            samples=self.tables.open("samples", at.version.samples_table_version),
-            labels=self.tables.open("labels", at.version.labels_table_version))
-        self._matched_sql = f"(SELECT s.* FROM samples AS s WHERE {self.filter.where})"
-        self.join = ("_sample_rank", "_rank") if self.cached else ("sample_id", "id")
-
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
-        """Run ``sql`` where ``{m}`` stands for the matching samples."""
-        user = list(params or [])
-        bound: list[Any] = []
-        for token in re.findall(r"\{m\}|\?", sql):  # bind in textual order
-            bound.extend(self.filter.params if token == "{m}" else [user.pop(0)])
-        return duck.query(self.con, sql.replace("{m}", self._matched_sql), bound)
-
-    def __enter__(self) -> VersionReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.con.close()
-
+__all__ = ["VersionReader", "count", "samples_page", "samples_with_labels", "stats"]
 
 def samples_page(ws: Workspace, spec: str, filter: str | None = None, *, limit: int = 100,
                  offset: int = 0, with_labels: bool = True) -> list[dict[str, Any]]:
@@ -84,7 +47,7 @@ def samples_page(ws: Workspace, spec: str, filter: str | None = None, *, limit: 
     for s in out:
         s["metadata"] = json.loads(s["metadata"] or "{}")
         if with_labels:
-            s["labels"] = sorted(by.get(s["id"], []), key=_label_order)
+            s["labels"] = sorted(by.get(s["id"], []), key=label_order)
     return out
 
 
@@ -111,7 +74,8 @@ def stats(ws: Workspace, spec: str, filter: str | None = None) -> dict[str, Any]
                 [vs.NO_SPLIT]).to_pylist()}
             # the matching samples' labels, fetched once (one scan), then counted in memory
             matched = r.query("SELECT l.class_name, l.area, l.w, l.h FROM labels l "
-                              "SEMI JOIN {m} AS mm ON l.%s = mm.%s" % r.join)
+                              "SEMI JOIN {m} AS mm ON l.%s = mm.%s WHERE %s"
+                              % (*r.join, vs.GROUND_TRUTH_SQL))
             con = duck.connect(ml=matched)
             labels = vs.label_stats(lambda sql: duck.query(con, sql).to_pylist(), "ml")
             con.close()
@@ -121,23 +85,3 @@ def stats(ws: Workspace, spec: str, filter: str | None = None) -> dict[str, Any]
     if filter:
         base["filter"] = filter
     return base
-
-
-def _label_order(r: dict[str, Any]) -> tuple[Any, ...]:
-    """Labels in their source order where the format numbered them, then by id."""
-    sid = r.get("source_id")
-    numeric = sid is not None and sid.isdigit()
-    return (0 if numeric else 1, int(sid) if numeric else 0, sid or "", r["id"])
-
-
-def samples_with_labels(ws: Workspace, at: vs.DatasetAt, filter: str | None = None,
-                        ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Matching sample rows in key order, each with its label rows in a fixed order."""
-    with VersionReader(ws, at, filter) as r:
-        samples = r.query("SELECT * FROM {m} ORDER BY key")
-        r.con.register("ids", pa.table({"sid": samples.column("id")}))
-        labels = duck.query(r.con, "SELECT l.* FROM labels l SEMI JOIN ids ON l.sample_id = ids.sid")
-    by: dict[str, list[dict[str, Any]]] = {}
-    for lab in labels.to_pylist():
-        by.setdefault(lab["sample_id"], []).append(lab)
-    return [(s, sorted(by.get(s["id"], []), key=_label_order)) for s in samples.to_pylist()]

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+NO_SPLIT = "(unassigned)"
+"""How statistics name the samples that have no split."""
+
+GROUND_TRUTH_SQL = "coalesce(source, 'ground_truth') = 'ground_truth'"
+"""SQL condition on a labels row: it is ground truth, not a prediction (a model's label)."""
+
 SAMPLES = pa.schema([
     pa.field("id", pa.string(), nullable=False),          # stable: derived from the key
     pa.field("key", pa.string(), nullable=False),         # path relative to the source root
@@ -43,4 +49,15 @@ LABELS = pa.schema([
     pa.field("source", pa.string()),                      # "ground_truth" or a model run
     pa.field("source_id", pa.string()),                   # id in the source format
     pa.field("row_hash", pa.string(), nullable=False),
+])
+
+FINDINGS = pa.schema([  # what detectors found, per version (see quality.findings)
+    pa.field("version_id", pa.string(), nullable=False),
+    pa.field("detector", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("score", pa.float64(), nullable=False),
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("label_id", pa.string()),
+    pa.field("group_id", pa.string()),
+    pa.field("evidence", pa.string()),          # canonical JSON object
 ])

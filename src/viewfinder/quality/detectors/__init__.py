@@ -18,11 +18,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel
-
 from viewfinder.errors import InvalidInput
 
 if TYPE_CHECKING:
+    # only for types: listing detector names must not import pydantic (CLI start-up)
+    from pydantic import BaseModel
+
     from viewfinder.quality.context import QualityContext
     from viewfinder.quality.findings import Finding
 

@@ -42,8 +42,10 @@ Precedence, loosest first: ``or``, ``and``, ``not``, comparisons. Comparisons do
 
 Fields (see :data:`FIELDS`): sample fields ``id key hash width height size_bytes
 media_type split tags metadata.<key>...``; label fields ``label.id class kind area width
-height x y iscrowd score source attributes.<key>...``. A JSON key that is not a plain
-name is quoted: ``metadata."my key"``; a digit key indexes a JSON array: ``metadata.boxes.0``.
+height x y iscrowd score source attributes.<key>...``; finding fields (the findings of
+this version, see ``storage.findings``) ``finding.kind score detector evidence.<key>...``.
+A JSON key that is not a plain name is quoted: ``metadata."my key"``; a digit key indexes
+a JSON array: ``metadata.boxes.0``.
 
 Semantics:
     * A comparison with a missing value (SQL NULL, absent JSON key) is false, except ``!=``
@@ -63,10 +65,13 @@ Semantics:
       count(), ``not`` negates the test of one label: ``any(not label.iscrowd == true)``.
     * ``any(e)``: some label matches ``e``. ``all(e)``: every label matches ``e`` (true for
       a sample without labels). ``count(e) >= 2``, ``count() == 0``: how many labels
-      (match ``e``). Their argument may name label fields only.
+      (match ``e``). Their argument names fields of one namespace, label or finding
+      (``count()`` alone counts labels).
 
-Adding a namespace (e.g. ``finding.`` over a ``findings`` table) is one entry in
-:data:`NAMESPACES` and one :class:`FieldSpec` per column in :data:`FIELDS`.
+Finding predicates follow the label rules: ``finding.kind == "dark" and finding.score > 0.8``
+needs one finding that is both, ``not finding.kind == "dark"`` means no such finding, and
+``count(finding.kind == "near_duplicate") >= 1`` counts them. Adding a namespace is one
+entry in :data:`NAMESPACES` and one :class:`FieldSpec` per column in :data:`FIELDS`.
 """
 
 from viewfinder.storage.query.compiler import CompiledFilter, compile_filter, explain

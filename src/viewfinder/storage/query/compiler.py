@@ -141,14 +141,15 @@ class _Compiler:
 
     def rows(self, namespace: str, what: str) -> str:
         ns = NAMESPACES[namespace]
-        key, sample_col = self.join or (ns.sample_key, "id")
+        key, sample_col = (self.join if ns.ranked else None) or (ns.sample_key, "id")
         return (f"SELECT {what} FROM {ns.table} {ns.alias} "
                 f"WHERE {ns.alias}.{key} = s.{sample_col}")
 
 
 SAMPLE_JOINS = {"id": None, "rank": ("_sample_rank", "_rank")}
 """How label rows reach their sample: by id (the tables), or by the integer rank that the
-query cache adds to both (``storage.query_cache``), which joins several times faster."""
+query cache adds to both (``storage.query_cache``), which joins several times faster.
+Namespaces the cache does not rank (``Namespace.ranked`` false: findings) join by id."""
 
 
 def compile_filter(expression: str | None, *, join: str = "id") -> CompiledFilter:

@@ -315,12 +315,17 @@ class _Parser:
         if operand.scope != SAMPLE:
             return operand.scope
         bad = _first_sample_leaf(operand)
-        known = " or ".join(NAMESPACES)
         if isinstance(bad, (Quantifier, Count)):
             message = f"{function}() cannot contain any(), all() or count()"
         elif isinstance(bad, (Comparison, InList, Contains)) and bad.scope == SAMPLE:
-            message = (f"{function}() takes {known} fields only; '{bad.field}' is a sample "
+            used = _first_namespace(operand)
+            namespace = used or next(iter(NAMESPACES))
+            message = (f"{function}() takes {namespace} fields only; '{bad.field}' is a sample "
                        "field (put it outside the parentheses)")
+            others = [n for n in NAMESPACES if n != namespace]
+            if used is None and others:
+                message += (f"; any(), all() and count() over {' or '.join(others)} fields "
+                            "work the same way")
         else:
             message = f"{function}() cannot mix fields of different namespaces"
         raise self.error(message, bad.column if bad is not None else operand.column)
@@ -459,6 +464,20 @@ def _check_type(parser: _Parser, field: Field, op: str, value: Literal) -> None:
     if ftype is FieldType.BOOLEAN and op in _ORDER_OPS:
         raise parser.error(f"'{op}' cannot be used with the boolean field '{field}'",
                            field.column)
+
+
+def _first_namespace(node: Node) -> str | None:
+    """The namespace of the first namespaced comparison below ``node``, if any."""
+    stack: list[Node] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (Comparison, InList, Contains)) and current.scope != SAMPLE:
+            return current.scope
+        if isinstance(current, Not):
+            stack.append(current.operand)
+        elif isinstance(current, (And, Or)):
+            stack.extend(reversed(current.operands))
+    return None
 
 
 def _first_sample_leaf(node: Node) -> Node | None:
