@@ -22,10 +22,16 @@ COLOURS = ((220, 40, 40), (40, 160, 40), (40, 40, 220), (200, 160, 0), (160, 0, 
 
 def render(w: int, h: int, boxes: list[tuple[int, tuple[float, float, float, float]]],
            rng: random.Random) -> Any:
+    import numpy as np
     from PIL import Image, ImageDraw
 
-    base = tuple(rng.randint(30, 90) for _ in range(3))
-    im = Image.new("RGB", (w, h), base)
+    # a lit scene, not a flat fill: a gradient across the frame with some sensor noise
+    base = np.array([rng.randint(30, 90) for _ in range(3)], dtype=np.float32)
+    gen = np.random.default_rng(rng.getrandbits(32))
+    ramp = np.linspace(-25, 25, w, dtype=np.float32)[None, :, None] * rng.choice((-1, 1))
+    ramp = ramp + np.linspace(-15, 15, h, dtype=np.float32)[:, None, None]
+    pixels = base + ramp + gen.normal(0, 6, (h, w, 3)).astype(np.float32)
+    im = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
     d = ImageDraw.Draw(im)
     for cls, (x, y, bw, bh) in boxes:
         shape = d.ellipse if cls % 2 else d.rectangle

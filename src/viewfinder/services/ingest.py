@@ -423,8 +423,10 @@ def _head_labels(tables: DatasetTables, head: VersionRecord, samples: list[Sourc
     ids = sorted({rows.sample_id(s.key) for s in samples} | set(extra_ids or []))
     con = duck.connect(l=tables.open("labels", head.labels_table_version),
                        t=pa.table({"sid": vs.id_array(ids)}))
-    out = duck.query(con, """SELECT l.id, l.sample_id, l.kind, l.class_name, l.x, l.y,
-        l.w, l.h, l.source_id, l.row_hash FROM l SEMI JOIN t ON l.sample_id = t.sid""").to_pylist()
+    # ground truth only: a re-import replaces annotations and leaves predictions alone
+    out = duck.query(con, f"""SELECT l.id, l.sample_id, l.kind, l.class_name, l.x, l.y,
+        l.w, l.h, l.source_id, l.row_hash FROM l SEMI JOIN t ON l.sample_id = t.sid
+        WHERE {vs.GROUND_TRUTH_SQL}""").to_pylist()
     con.close()
     return out
 

@@ -20,13 +20,20 @@ import pyarrow as pa
 
 from viewfinder.errors import AlreadyExists, InvalidInput, RefNotFound
 from viewfinder.storage import duck
-from viewfinder.storage.catalog import (DatasetRecord, RefRecord, VersionRecord, new_id,
-                                        resolve_ref_name, utcnow)
+from viewfinder.storage.catalog import (
+    DatasetAt,
+    DatasetRecord,
+    RefRecord,
+    VersionRecord,
+    new_id,
+    resolve_ref_name,
+    utcnow,
+)
+from viewfinder.storage.schema import GROUND_TRUTH_SQL, NO_SPLIT
 from viewfinder.storage.tables import DatasetTables, TableChange
 from viewfinder.storage.workspace import Workspace
 
 DEFAULT_BRANCH = "main"
-NO_SPLIT = "(unassigned)"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -46,15 +53,6 @@ def check_name(kind: str, name: str) -> str:
         raise InvalidInput(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' "
                            "and '-' (up to 200 characters, not starting with a symbol)")
     return name
-
-
-@dataclass(frozen=True)
-class DatasetAt:
-    """A dataset at one version: what ``NAME@REF`` names."""
-
-    dataset: DatasetRecord
-    version: VersionRecord
-    ref: str  # as the user wrote it (branch, tag or id)
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -124,9 +122,19 @@ def summarize(tables: DatasetTables, samples_version: int, labels_version: int) 
     con = duck.connect(s=s, l=lab)
     splits = duck.query(con, "SELECT coalesce(split, ?) AS k, count(*) AS n FROM s GROUP BY 1 ORDER BY 1",
                         [NO_SPLIT]).to_pylist()
-    stats = label_stats(lambda sql: duck.query(con, sql).to_pylist(), "l")
+    # label counts are of the ground truth; predictions (labels of a model run) are counted apart
+    stats = label_stats(lambda sql: duck.query(con, sql).to_pylist(),
+                        f"(SELECT * FROM l WHERE {GROUND_TRUTH_SQL})")
+    predictions = {r["k"]: r["n"] for r in duck.query(
+        con, f"SELECT source AS k, count(*) AS n FROM l WHERE NOT ({GROUND_TRUTH_SQL}) "
+             "GROUP BY 1 ORDER BY 1").to_pylist()}
     con.close()
-    return {"samples": sum(r["n"] for r in splits), "splits": {r["k"]: r["n"] for r in splits}, **stats}
+    out = {"samples": sum(r["n"] for r in splits), "splits": {r["k"]: r["n"] for r in splits}, **stats}
+    if predictions:
+        out["predictions"] = predictions
+    return out
+
+
 
 
 EXACT_QUANTILES_UP_TO = 1_000_000
