@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,11 @@ from typing import Any
 import pyarrow as pa
 
 from viewfinder.core.types import SourceLabel
+from viewfinder.governance.policy import combine_filter
+from viewfinder.governance.principal import Principal
+from viewfinder.services import access, ingest, look
 from viewfinder.services import diff as diff_service
-from viewfinder.services import edit, export as export_service, ingest, look
+from viewfinder.services import export as export_service
 from viewfinder.services import versions as vs
 from viewfinder.storage import rows
 from viewfinder.storage import workspace as storage_ws
@@ -60,42 +64,57 @@ class Sample:
 class Workspace:
     """An open workspace. Get one with :func:`init_workspace` or :func:`open_workspace`."""
 
-    def __init__(self, inner: storage_ws.Workspace) -> None:
+    def __init__(self, inner: storage_ws.Workspace, token: str | None = None) -> None:
+        from viewfinder.governance.principal import SYSTEM
+        from viewfinder.governance.tokens import resolve_token
+
         self._ws = inner
+        token = token or os.environ.get("VIEWFINDER_TOKEN")
+        #: who this session acts as: a token's user (under the access policy) or the system
+        self.principal: Principal = resolve_token(inner, token) if token else SYSTEM
 
     @property
     def path(self) -> Path:
         return self._ws.path
 
     def datasets(self) -> list[str]:
-        return [d.name for d in self._ws.catalog.list_datasets()]
+        """The names of the datasets this session may read."""
+        return [d["name"] for d in access.list_datasets(self._ws, self.principal)]
 
     def dataset(self, spec: str) -> DatasetView:
         """The dataset at ``NAME`` (branch main) or ``NAME@REF``."""
-        return DatasetView(self._ws, vs.resolve(self._ws, spec))
+        at, grant = access.open_dataset(self._ws, self.principal, spec)
+        return DatasetView(self._ws, at, self.principal, grant.slice)
 
     def create_dataset(self, name: str, classes: list[str] | None = None) -> DatasetView:
-        return DatasetView(self._ws, vs.create_dataset(self._ws, name, classes=classes))
+        from viewfinder.governance.policy import Action, decide
+
+        decide(self._ws, self.principal, Action.DATASET_CREATE)
+        return DatasetView(self._ws, vs.create_dataset(self._ws, name, classes=classes,
+                                                       author=self.principal.username),
+                           self.principal)
 
     def import_source(self, source: str | Path, dataset: str, **options: Any) -> ingest.ImportResult:
-        """Import a folder; options as :func:`viewfinder.services.ingest.import_source`."""
-        return ingest.import_source(self._ws, source, dataset, **options)
+        """Import a folder; options as :func:`viewfinder.services.access.import_source`."""
+        return access.import_source(self._ws, self.principal, source, dataset, **options)
 
     def log(self, spec: str) -> list[VersionRecord]:
+        access.open_dataset(self._ws, self.principal, spec)
         return vs.log(self._ws, spec)
 
     def tag(self, spec: str, tag: str) -> None:
-        vs.tag(self._ws, spec, tag)
+        access.create_tag(self._ws, self.principal, spec, tag)
 
     def branch(self, dataset: str, new: str, from_ref: str | None = None) -> None:
-        vs.branch(self._ws, dataset, new, from_ref=from_ref)
+        access.create_branch(self._ws, self.principal, dataset, new, from_ref=from_ref)
 
     def merge(self, dataset: str, source: str, into: str = vs.DEFAULT_BRANCH,
               message: str | None = None) -> VersionRecord:
-        return diff_service.merge(self._ws, dataset, source, into=into, message=message).version
+        return access.merge(self._ws, self.principal, dataset, source, into=into,
+                            message=message).version
 
     def diff(self, dataset: str, a: str, b: str) -> diff_service.Diff:
-        return diff_service.diff(self._ws, dataset, a, b)
+        return access.diff(self._ws, self.principal, dataset, a, b)
 
     def close(self) -> None:
         self._ws.close()
@@ -111,11 +130,18 @@ class Workspace:
 
 
 class DatasetView:
-    """A dataset at one version. Edits return a new view at the branch's new head."""
+    """A dataset at one version, as the session's principal may see it (its slice applies
+    to every read). Edits return a new view at the branch's new head."""
 
-    def __init__(self, ws: storage_ws.Workspace, at: vs.DatasetAt) -> None:
+    def __init__(self, ws: storage_ws.Workspace, at: vs.DatasetAt, principal: Principal,
+                 slice: str | None = None) -> None:
         self._ws = ws
         self._at = at
+        self._principal = principal
+        self._slice = slice
+
+    def _filter(self, filter: str | None) -> str | None:
+        return combine_filter(self._slice, filter)
 
     @property
     def name(self) -> str:
@@ -146,12 +172,12 @@ class DatasetView:
 
     def samples(self, filter: str | None = None) -> pa.Table:
         """Matching samples as an Arrow table."""
-        with look.VersionReader(self._ws, self._at, filter) as r:
+        with look.VersionReader(self._ws, self._at, self._filter(filter)) as r:
             return r.query("SELECT * FROM {m} ORDER BY key")
 
     def labels(self, filter: str | None = None) -> pa.Table:
         """Labels of the matching samples as an Arrow table."""
-        with look.VersionReader(self._ws, self._at, filter) as r:
+        with look.VersionReader(self._ws, self._at, self._filter(filter)) as r:
             return r.query("SELECT l.* FROM labels l SEMI JOIN {m} AS mm ON l.sample_id = mm.id "
                            "ORDER BY l.sample_id, l.id")
 
@@ -170,7 +196,7 @@ class DatasetView:
 
     def iter_samples(self, filter: str | None = None) -> Iterator[Sample]:
         """Samples in key order with their labels (images load lazily)."""
-        for s, labs in look.samples_with_labels(self._ws, self._at, filter):
+        for s, labs in look.samples_with_labels(self._ws, self._at, self._filter(filter)):
             yield Sample(id=s["id"], key=s["key"], content_hash=s["content_hash"],
                          width=s["width"], height=s["height"], split=s["split"],
                          tags=list(s["tags"] or []), metadata=json.loads(s["metadata"] or "{}"),
@@ -180,17 +206,19 @@ class DatasetView:
         return self.iter_samples()
 
     def query(self, filter: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        return look.samples_page(self._ws, self._pinned(), filter, limit=limit, offset=offset)
+        return access.samples_page(self._ws, self._principal, self._pinned(), filter,
+                                   limit=limit, offset=offset)
 
     def count(self, filter: str | None = None) -> int:
-        return look.count(self._ws, self._pinned(), filter)
+        return access.count(self._ws, self._principal, self._pinned(), filter)
 
     def stats(self, filter: str | None = None) -> dict[str, Any]:
-        return look.stats(self._ws, self._pinned(), filter)
+        return access.stats(self._ws, self._principal, self._pinned(), filter)
 
     def export(self, format: str, out: str | Path, *, filter: str | None = None,
                images: str = "copy") -> export_service.ExportResult:
-        return export_service.export(self._ws, self._pinned(), format, out, filter=filter, images=images)
+        return access.export(self._ws, self._principal, self._pinned(), out, format,
+                             filter=filter, images=images)
 
     def torch_dataset(self, filter: str | None = None, transform: Any = None) -> Any:
         from viewfinder.training import VisionDataset
@@ -200,20 +228,23 @@ class DatasetView:
     # -- editing (each makes a version on the view's branch) ------------------------
 
     def _after(self, result: vs.CommitResult) -> DatasetView:
-        return DatasetView(self._ws, vs.DatasetAt(self._at.dataset, result.version, self._at.ref))
+        return DatasetView(self._ws, vs.DatasetAt(self._at.dataset, result.version, self._at.ref),
+                           self._principal, self._slice)
 
     def remap(self, mapping: dict[str, str], message: str | None = None) -> DatasetView:
-        return self._after(edit.remap(self._ws, self.spec, mapping, message=message))
+        return self._after(access.remap(self._ws, self._principal, self.spec, mapping,
+                                        message=message))
 
     def split(self, ratios: dict[str, float], *, stratify: bool = False, group_by: str | None = None,
               seed: int = 0, message: str | None = None) -> DatasetView:
-        return self._after(edit.split(self._ws, self.spec, ratios, stratify=stratify,
-                                      group_by=group_by, seed=seed, message=message))
+        return self._after(access.split(self._ws, self._principal, self.spec, ratios,
+                                        stratify=stratify, group_by=group_by, seed=seed,
+                                        message=message))
 
     def tag_samples(self, filter: str | None, add: list[str] | None = None,
                     remove: list[str] | None = None, message: str | None = None) -> DatasetView:
-        return self._after(edit.tag_samples(self._ws, self.spec, filter, add=add, remove=remove,
-                                            message=message))
+        return self._after(access.tag_matching(self._ws, self._principal, self.spec, filter,
+                                               add=add, remove=remove, message=message))
 
 
 def init_workspace(path: str | Path, **options: Any) -> Workspace:
@@ -221,9 +252,13 @@ def init_workspace(path: str | Path, **options: Any) -> Workspace:
     return Workspace(storage_ws.init_workspace(path, **options))
 
 
-def open_workspace(path: str | Path | None = None) -> Workspace:
-    """Open a workspace (``path``, ``$VIEWFINDER_WORKSPACE`` or the current folder)."""
-    return Workspace(storage_ws.open_workspace(path))
+def open_workspace(path: str | Path | None = None, *, token: str | None = None) -> Workspace:
+    """Open a workspace (``path``, ``$VIEWFINDER_WORKSPACE`` or the current folder).
+
+    With an API ``token`` (or ``$VIEWFINDER_TOKEN``) the session acts as the token's user
+    under the same access policy as the web UI; without one, as the local system.
+    """
+    return Workspace(storage_ws.open_workspace(path), token=token)
 
 
 __all__ = ["DatasetView", "Sample", "Workspace", "init_workspace", "open_workspace"]

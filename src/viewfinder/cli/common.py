@@ -32,6 +32,22 @@ def workspace(path: str | None) -> Any:
     return open_workspace(path)
 
 
+TOKEN_ENV = "VIEWFINDER_TOKEN"
+
+
+def principal(ws: Any) -> Any:
+    """Who a command acts as: the user of the API token in ``$VIEWFINDER_TOKEN`` (under
+    the same access policy as the web UI), else the local system (whoever can open the
+    catalog is trusted like its owner). Every change is audited either way."""
+    import os
+
+    from viewfinder.governance.principal import SYSTEM
+    from viewfinder.governance.tokens import resolve_token
+
+    token = os.environ.get(TOKEN_ENV)
+    return resolve_token(ws, token) if token else SYSTEM
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -6,10 +6,21 @@ from typing import Annotated
 
 import typer
 
-from viewfinder.cli.common import (FilterOpt, JsonOpt, WorkspaceOpt, err, handle_errors, out,
-                                   print_json, workspace)
-
-from viewfinder.formats.registry import export_names, import_names  # names only: imports no format
+from viewfinder.cli.common import (
+    FilterOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    err,
+    handle_errors,
+    out,
+    principal,
+    print_json,
+    workspace,
+)
+from viewfinder.formats.registry import (  # names only: imports no format
+    export_names,
+    import_names,
+)
 
 IMPORT_FORMATS = f"{', '.join(import_names())}, or auto (detect)."
 EXPORT_FORMATS = ", ".join(export_names()) + "."
@@ -29,6 +40,7 @@ def import_cmd(
     metadata: Annotated[str | None, typer.Option(help="CSV/JSON of per-image metadata keyed "
                                                       "by file name.")] = None,
     branch: Annotated[str, typer.Option(help="Branch to commit to.")] = "main",
+    project: Annotated[str | None, typer.Option(help="Project a new dataset belongs to.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel image readers.")] = None,
     rehash: Annotated[bool, typer.Option(help="Read and hash every image, even those unchanged "
                                               "since an earlier import.")] = False,
@@ -36,16 +48,22 @@ def import_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Import a folder in a known format as a new version of a dataset."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
 
-    from viewfinder.services.ingest import import_source
+    from viewfinder.services.access import import_source
 
     ws = workspace(workspace_path)
+    who = principal(ws)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err, transient=True, disable=json_out) as bar:
         task = bar.add_task("reading images", total=None)
         result = import_source(
-            ws, source, dataset, format=format, split=split, mode=mode,  # type: ignore[arg-type]
+            ws, who, source, dataset, project=project, format=format, split=split, mode=mode,  # type: ignore[arg-type]
             on_error=on_error, message=message, metadata=metadata, branch=branch,  # type: ignore[arg-type]
             workers=workers, rehash=rehash,
             progress=lambda done, total: bar.update(task, completed=done, total=total))
@@ -79,10 +97,10 @@ def export_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Export a version to a training format, deterministically."""
-    from viewfinder.services.export import export
+    from viewfinder.services.access import export
 
     ws = workspace(workspace_path)
-    result = export(ws, spec, format, out_dir, filter=filter, images=images)
+    result = export(ws, principal(ws), spec, out_dir, format, filter=filter, images=images)
     if json_out:
         print_json(result.to_dict())
     else:

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from viewfinder.cli.common import FilterOpt, JsonOpt, WorkspaceOpt, handle_errors, out, print_json, workspace
+from viewfinder.cli.common import (
+    FilterOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    handle_errors,
+    out,
+    principal,
+    print_json,
+    workspace,
+)
 
 MessageOpt = Annotated[str | None, typer.Option("--message", "-m", help="Version message.")]
 
@@ -29,9 +38,11 @@ def remap_cmd(spec: Annotated[str, typer.Argument(help="NAME or NAME@BRANCH.")],
               message: MessageOpt = None, workspace_path: WorkspaceOpt = None,
               json_out: JsonOpt = False) -> None:
     """Rename classes, or merge several into one."""
-    from viewfinder.services.edit import parse_mapping, remap
+    from viewfinder.services.access import remap
+    from viewfinder.services.edit import parse_mapping
 
-    _report(remap(workspace(workspace_path), spec, parse_mapping(map), message=message), json_out)
+    ws = workspace(workspace_path)
+    _report(remap(ws, principal(ws), spec, parse_mapping(map), message=message), json_out)
 
 
 @handle_errors
@@ -44,9 +55,11 @@ def split_cmd(spec: Annotated[str, typer.Argument(help="NAME or NAME@BRANCH.")],
               message: MessageOpt = None, workspace_path: WorkspaceOpt = None,
               json_out: JsonOpt = False) -> None:
     """Assign every sample a split, deterministically."""
-    from viewfinder.services.edit import parse_ratios, split
+    from viewfinder.services.access import split
+    from viewfinder.services.edit import parse_ratios
 
-    _report(split(workspace(workspace_path), spec, parse_ratios(ratios), stratify=stratify,
+    ws = workspace(workspace_path)
+    _report(split(ws, principal(ws), spec, parse_ratios(ratios), stratify=stratify,
                   group_by=group_by, seed=seed, message=message), json_out)
 
 
@@ -58,10 +71,11 @@ def tag_samples_cmd(spec: Annotated[str, typer.Argument(help="NAME or NAME@BRANC
                     message: MessageOpt = None, workspace_path: WorkspaceOpt = None,
                     json_out: JsonOpt = False) -> None:
     """Add or remove tags on the samples matching a filter."""
-    from viewfinder.services.edit import tag_samples
+    from viewfinder.services.access import tag_matching
 
-    _report(tag_samples(workspace(workspace_path), spec, filter, add=add, remove=remove,
-                        message=message), json_out)
+    ws = workspace(workspace_path)
+    _report(tag_matching(ws, principal(ws), spec, filter, add=add, remove=remove,
+                         message=message), json_out)
 
 
 def register(app: typer.Typer) -> None:

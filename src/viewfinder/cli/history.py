@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from viewfinder.cli.common import JsonOpt, WorkspaceOpt, err, handle_errors, out, print_json, workspace
+from viewfinder.cli.common import (
+    JsonOpt,
+    WorkspaceOpt,
+    err,
+    handle_errors,
+    out,
+    principal,
+    print_json,
+    workspace,
+)
 from viewfinder.errors import MergeConflict
 
 
@@ -15,12 +24,18 @@ def log_cmd(spec: Annotated[str, typer.Argument(help="NAME or NAME@REF.")],
             workspace_path: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Show the versions of a dataset, newest first."""
     from viewfinder.services import versions as vs
+    from viewfinder.services.access import open_dataset
 
     ws = workspace(workspace_path)
+    open_dataset(ws, principal(ws), spec)  # the history of a dataset it may read
     versions = vs.log(ws, spec)
     refs = vs.refs_by_version(ws, ws.catalog.get_dataset(vs.parse_spec(spec)[0]))
+    from viewfinder.services.checks import version_quality
+
+    quality = version_quality(ws, vs.parse_spec(spec)[0])
     if json_out:
-        print_json([{**v.to_dict(), "refs": [r.name for r in refs.get(v.id, [])]} for v in versions])
+        print_json([{**v.to_dict(), "refs": [r.name for r in refs.get(v.id, [])],
+                     **quality.get(v.id, {})} for v in versions])
         return
     for v in versions:
         names = ", ".join(r.name for r in refs.get(v.id, []))
@@ -38,6 +53,16 @@ def log_cmd(spec: Annotated[str, typer.Argument(help="NAME or NAME@REF.")],
                   markup=False)
         if v.extra.get("skipped"):
             out.print(f"    skipped {len(v.extra['skipped'])} problem(s) at import", markup=False)
+        q = quality.get(v.id, {})
+        if "check" in q:
+            ck = q["check"]
+            out.print(f"    checks: {'passed' if ck['passed'] else 'failed'} (suite {ck['suite']}: "
+                      f"{ck['counts']['passed']} passed, {ck['counts']['failed']} failed, "
+                      f"{ck['counts']['blocking']} blocking; report {ck['report']})",
+                      markup=False)
+        for rel in q.get("releases", []):
+            how = f"FORCED by {rel['author']}: {rel['reason']}" if rel["forced"] else "checks passed"
+            out.print(f"    release {rel['tag']} ({how})", markup=False)
         out.print("")
 
 
@@ -46,10 +71,10 @@ def tag_cmd(spec: Annotated[str, typer.Argument(help="NAME@REF to tag.")],
             tag: Annotated[str, typer.Argument(help="New tag name.")],
             workspace_path: WorkspaceOpt = None) -> None:
     """Give a version a fixed name."""
-    from viewfinder.services import versions as vs
+    from viewfinder.services.access import create_tag
 
     ws = workspace(workspace_path)
-    r = vs.tag(ws, spec, tag)
+    r = create_tag(ws, principal(ws), spec, tag)
     out.print(f"tagged {r.version_id} as {tag}", markup=False)
 
 
@@ -59,10 +84,10 @@ def branch_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
                from_ref: Annotated[str | None, typer.Option("--from", help="Start point (default main).")] = None,
                workspace_path: WorkspaceOpt = None) -> None:
     """Create a branch."""
-    from viewfinder.services import versions as vs
+    from viewfinder.services.access import create_branch
 
     ws = workspace(workspace_path)
-    r = vs.branch(ws, name, new, from_ref=from_ref)
+    r = create_branch(ws, principal(ws), name, new, from_ref=from_ref)
     out.print(f"created branch {new} at {r.version_id}", markup=False)
 
 
@@ -73,11 +98,11 @@ def merge_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
               message: Annotated[str | None, typer.Option("--message", "-m")] = None,
               workspace_path: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Three-way merge by sample and label; conflicting edits are reported, never resolved silently."""
-    from viewfinder.services.diff import merge
+    from viewfinder.services.access import merge
 
     ws = workspace(workspace_path)
     try:
-        result = merge(ws, name, source, into=into, message=message)
+        result = merge(ws, principal(ws), name, source, into=into, message=message)
     except MergeConflict as e:
         if json_out:
             print_json({"error": "merge conflict", "conflicts": [c.__dict__ for c in e.conflicts]})
@@ -97,10 +122,10 @@ def diff_cmd(name: Annotated[str, typer.Argument(help="Dataset name.")],
              b: Annotated[str, typer.Argument(help="To REF.")],
              workspace_path: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
     """Samples and labels added, removed and changed between two versions."""
-    from viewfinder.services.diff import diff
+    from viewfinder.services.access import diff
 
     ws = workspace(workspace_path)
-    d = diff(ws, name, a, b)
+    d = diff(ws, principal(ws), name, a, b)
     if json_out:
         print_json(d.to_dict())
         return

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from viewfinder.cli.common import FilterOpt, JsonOpt, WorkspaceOpt, handle_errors, out, print_json, workspace
+from viewfinder.cli.common import (
+    FilterOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    handle_errors,
+    out,
+    principal,
+    print_json,
+    workspace,
+)
 
 
 @handle_errors
@@ -16,10 +25,10 @@ def stats_cmd(spec: Annotated[str, typer.Argument(help="NAME or NAME@REF.")],
     """Counts of samples, labels, classes and splits, and box sizes."""
     from rich.table import Table
 
-    from viewfinder.services.look import stats
+    from viewfinder.services.access import stats
 
     ws = workspace(workspace_path)
-    s = stats(ws, spec, filter)
+    s = stats(ws, principal(ws), spec, filter)
     if json_out:
         print_json(s)
         return
@@ -49,12 +58,14 @@ def query_cmd(spec: Annotated[str, typer.Argument(help="NAME or NAME@REF.")],
     """List the samples matching a filter, with their labels."""
     from rich.table import Table
 
-    from viewfinder.services.look import count, samples_page
+    from viewfinder.services.access import count, samples_page
 
     ws = workspace(workspace_path)
-    page = samples_page(ws, spec, filter, limit=limit, offset=offset)
+    who = principal(ws)
+    page = samples_page(ws, who, spec, filter, limit=limit, offset=offset)
+    total = count(ws, who, spec, filter)
     if json_out:
-        print_json({"total": count(ws, spec, filter), "samples": page})
+        print_json({"total": total, "samples": page})
         return
     t = Table("key", "split", "size", "labels", "tags")
     for s in page:
@@ -64,7 +75,7 @@ def query_cmd(spec: Annotated[str, typer.Argument(help="NAME or NAME@REF.")],
         t.add_row(s["key"], s["split"] or "", f"{s['width']}×{s['height']}",
                   ", ".join(f"{k}×{v}" for k, v in classes.items()), ", ".join(s["tags"] or []))
     out.print(t)
-    out.print(f"{count(ws, spec, filter)} samples match", markup=False)
+    out.print(f"{total} samples match", markup=False)
 
 
 def register(app: typer.Typer) -> None:

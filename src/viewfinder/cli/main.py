@@ -81,9 +81,9 @@ def formats_cmd() -> None:
         out.print(f"{spec.name:12} {rw:14} {spec.description}", markup=False)
 
 
-from viewfinder.cli import data, edit, history, look  # noqa: E402  (register commands)
+from viewfinder.cli import data, edit, governance, history, look, quality_predictions, quality_checks, quality_embed, quality_scan, serve  # noqa: E402  (register commands)
 
-for _module in (data, history, look, edit):
+for _module in (data, history, look, edit, serve, quality_scan, quality_checks, quality_predictions, governance, quality_embed):
     _module.register(app)
 
 

@@ -112,6 +112,151 @@ releases = sa.Table(
 )
 
 
+# -- governance (migration 0003) ---------------------------------------------------------
+# Organization -> teams -> projects (one prediction task each, owning datasets); users,
+# their sessions and API tokens (only hashes are stored), role bindings with an optional
+# slice filter, login attempts (the rate limit shared by every server process), and the
+# hash-chained audit log whose head row serializes appends.
+
+organizations = sa.Table(
+    "organizations", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+teams = sa.Table(
+    "teams", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("org_id", sa.String(32), sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+projects = sa.Table(
+    "projects", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("org_id", sa.String(32), sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("team_id", sa.String(32), sa.ForeignKey("teams.id"), nullable=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("task_type", sa.String(50), nullable=False),
+    sa.Column("label_schema", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+project_datasets = sa.Table(  # a dataset belongs to at most one project
+    "project_datasets", metadata,
+    sa.Column("dataset_id", sa.String(32), sa.ForeignKey("datasets.id"), primary_key=True),
+    sa.Column("project_id", sa.String(32), sa.ForeignKey("projects.id"), nullable=False, index=True),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("username", sa.String(100), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=True),  # argon2id; null: no password login
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),   # sha256 of the cookie value
+    sa.Column("user_id", sa.String(32), sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("csrf_hash", sa.String(64), nullable=False),      # sha256 of the CSRF token
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(500), nullable=True),
+)
+
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(32), sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(20), nullable=False),          # shown in lists, not secret
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+role_bindings = sa.Table(
+    "role_bindings", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(32), sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("role", sa.String(50), nullable=False),
+    sa.Column("scope_kind", sa.String(10), nullable=False),     # "org" | "team" | "project"
+    sa.Column("scope_id", sa.String(32), nullable=False),
+    sa.Column("slice", sa.Text, nullable=True),                 # filter expression (curators)
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+login_attempts = sa.Table(
+    "login_attempts", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("username", sa.String(100), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Index("ix_login_attempts_username_at", "username", "at"),
+    sa.Index("ix_login_attempts_ip_at", "ip", "at"),
+)
+
+audit_events = sa.Table(  # append-only; seq is assigned under the audit_head lock (no gaps)
+    "audit_events", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("resource_kind", sa.String(50), nullable=False),
+    sa.Column("resource_id", sa.String(300), nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(500), nullable=True),
+    sa.Column("details", sa.JSON, nullable=True),
+    sa.Column("before", sa.JSON, nullable=True),
+    sa.Column("after", sa.JSON, nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_events_actor", "actor"),
+    sa.Index("ix_audit_events_action", "action"),
+)
+
+audit_head = sa.Table(  # one row (id 1): the chain's last seq and hash; its lock orders appends
+    "audit_head", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# -- jobs (migration 0004) ---------------------------------------------------------------
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(50), nullable=False),                 # "export"
+    sa.Column("status", sa.String(20), nullable=False),               # server.jobs.JobStatus
+    sa.Column("owner", sa.String(200), nullable=False),               # the principal's user id
+    sa.Column("dataset", sa.String(200), nullable=True),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("progress", sa.JSON, nullable=True),                    # {"stage", "done", "total"}
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("runner", sa.String(200), nullable=False),              # host:pid:nonce running it
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_jobs_owner", "owner", "created_at"),
+)
+
+
 def new_id(nbytes: int = 8) -> str:
     return secrets.token_hex(nbytes)
 
@@ -162,6 +307,15 @@ class RefRecord:
     protected: bool
 
 
+@dataclass(frozen=True)
+class DatasetAt:
+    """A dataset at one version: what ``NAME@REF`` names."""
+
+    dataset: DatasetRecord
+    version: VersionRecord
+    ref: str  # as the user wrote it (branch, tag or id)
+
+
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
@@ -193,7 +347,12 @@ def make_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # Writers (Catalog.write) take the write lock up front: a deferred transaction
+            # that reads and then writes fails at once with "database is locked" when
+            # another writer committed in between; an immediate one waits its turn.
+            # Readers stay deferred, so in WAL mode they never wait for a writer.
+            immediate = conn.get_execution_options().get("viewfinder_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     if url.startswith("postgresql://"):
@@ -201,7 +360,7 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-SCHEMA_REVISION = "0002"  # the newest migration; bump with every new migration file
+SCHEMA_REVISION = "0004"  # the newest migration; bump with every new migration file
 
 
 def migrate(url: str) -> None:
@@ -226,6 +385,13 @@ class Catalog:
     def close(self) -> None:
         self.engine.dispose()
 
+    def write(self) -> Any:
+        """A write transaction (``with catalog.write() as c:``); commits on clean exit.
+
+        On SQLite it takes the database's write lock when it starts, so a transaction that
+        reads before it writes queues behind other writers instead of failing."""
+        return self.engine.execution_options(viewfinder_write=True).begin()
+
     def ensure_schema(self) -> None:
         """Upgrade a catalog made by an older Viewfinder to :data:`SCHEMA_REVISION`."""
         try:
@@ -242,7 +408,7 @@ class Catalog:
         rec = DatasetRecord(id=new_id(), name=name, classes=list(classes or []),
                             created_at=utcnow(), created_by=author)
         try:
-            with self.engine.begin() as c:
+            with self.write() as c:
                 c.execute(datasets.insert().values(
                     id=rec.id, name=rec.name, classes=rec.classes, created_at=rec.created_at,
                     created_by=rec.created_by, description=""))
@@ -270,7 +436,7 @@ class Catalog:
     def dataset_lock(self, dataset_id: str) -> Iterator[Connection]:
         """A transaction holding the dataset's write lock; commit on clean exit."""
         try:
-            with self.engine.begin() as c:
+            with self.write() as c:
                 c.execute(datasets.update().where(datasets.c.id == dataset_id)
                           .values(lock_counter=datasets.c.lock_counter + 1))
                 yield c
@@ -341,7 +507,7 @@ class Catalog:
     def start_run(self, *, dataset_id: str | None, operation: str, params: dict[str, Any],
                   author: str, code_version: str) -> str:
         run_id = new_id()
-        with self.engine.begin() as c:
+        with self.write() as c:
             c.execute(runs.insert().values(
                 id=run_id, dataset_id=dataset_id, operation=operation,
                 params=json.loads(json.dumps(params, default=str)), code_version=code_version,
@@ -350,7 +516,7 @@ class Catalog:
 
     def finish_run(self, run_id: str, *, status: str, outputs: dict[str, Any] | None = None,
                    error: str | None = None) -> None:
-        with self.engine.begin() as c:
+        with self.write() as c:
             c.execute(runs.update().where(runs.c.id == run_id).values(
                 status=status, finished_at=utcnow(), outputs=outputs or {}, error=error))
 
