@@ -39,7 +39,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import random
 import shutil
 import sys
@@ -54,6 +53,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(HERE))
+
+from run import machine  # noqa: E402  (one machine description for every benchmark)
 
 PHASH_MAX_DISTANCE = 4
 EMBEDDING_MAX_DISTANCE = 0.06
@@ -365,18 +367,6 @@ def run(args: argparse.Namespace) -> dict:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, " \
-           f"Python {platform.python_version()}"
 
 
 def write_results(res: dict, argv: list[str]) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -41,6 +40,8 @@ import pyarrow.compute as pc
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
+
+from run import machine  # noqa: E402  (one machine description for every benchmark)
 
 
 def log(msg: str) -> None:
@@ -100,22 +101,6 @@ def verified_overlaps(ws: object, rows: list[dict[str, object]]) -> set[str]:
     return out
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import duckdb
-    import lance
-
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} "
-            f"{platform.release()}, Python {platform.python_version()}, pylance "
-            f"{lance.__version__}, duckdb {duckdb.__version__}")
 
 
 def prf(found: set[str], truth: set[str]) -> tuple[float, float]:

@@ -26,9 +26,12 @@ def render(w: int, h: int, boxes: list[tuple[int, tuple[float, float, float, flo
     from PIL import Image, ImageDraw
 
     # a lit scene, not a flat fill: a gradient across the frame with some sensor noise
-    base = np.array([rng.randint(30, 90) for _ in range(3)], dtype=np.float32)
-    gen = np.random.default_rng(rng.getrandbits(32))
-    ramp = np.linspace(-25, 25, w, dtype=np.float32)[None, :, None] * rng.choice((-1, 1))
+    colour = [rng.randint(30, 90) for _ in range(3)]
+    # seeded from what was drawn already, so `rng` advances exactly as it always has (the
+    # splits and boxes of a seed stay the same)
+    gen = np.random.default_rng([*colour, w, h, *(int(v) for _, box in boxes for v in box)])
+    base = np.array(colour, dtype=np.float32)
+    ramp = np.linspace(-25, 25, w, dtype=np.float32)[None, :, None] * gen.choice((-1, 1))
     ramp = ramp + np.linspace(-15, 15, h, dtype=np.float32)[:, None, None]
     pixels = base + ramp + gen.normal(0, 6, (h, w, 3)).astype(np.float32)
     im = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
