@@ -172,6 +172,9 @@ def test_sign_in_browse_and_filter(browser: Any, base_url: str, demo: Demo) -> N
     assert page.inner_text("#match-count").startswith(f"{total} samples")
     # the XSS class is listed as text in the sidebar, never run
     assert XSS in page.inner_text("#class-facet")
+    # every thumbnail really loads (an image the server refused would stay empty)
+    page.wait_for_function("""() => [...document.querySelectorAll('#grid .cell img')]
+        .every(i => i.complete && i.naturalWidth > 0)""", timeout=15000)
     w.shot("02-browser")
 
     page.click("#class-facet a[data-class='car']")
