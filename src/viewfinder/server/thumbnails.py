@@ -78,7 +78,13 @@ class Thumbnail:
 
     @property
     def etag(self) -> str:
-        return f'"{self.content_hash[:32]}-{self.size}"'
+        return thumbnail_etag(self.content_hash, self.size)
+
+
+def thumbnail_etag(content_hash: str, size: int) -> str:
+    """The HTTP entity tag of a thumbnail: its image's content hash and its size (what
+    the bytes depend on), known before the thumbnail is read."""
+    return f'"{content_hash[:32]}-{size}"'
 
 
 def render(data: bytes, size: int, *, quality: int = 82) -> bytes:

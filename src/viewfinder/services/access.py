@@ -16,9 +16,12 @@ Example:
 
 from __future__ import annotations
 
+import threading
 import zipfile
-from dataclasses import replace
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -94,8 +97,10 @@ def samples_page(ws: Workspace, principal: Principal, spec: str, filter: str | N
                  limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     """One page of the matching samples the principal may see, each with its labels."""
     at, grant = open_dataset(ws, principal, spec)
-    return look.samples_page(ws, _pinned(at), combine_filter(grant.slice, filter),
+    rows = look.samples_page(ws, _pinned(at), combine_filter(grant.slice, filter),
                              limit=limit, offset=offset)
+    _remember_hashes(ws, at, grant, rows)  # the grid asks for these thumbnails next
+    return rows
 
 
 def count(ws: Workspace, principal: Principal, spec: str, filter: str | None = None) -> int:
@@ -178,16 +183,120 @@ def _sample_history(ws: Workspace, at: vs.DatasetAt, sample_id: str) -> list[dic
     return history
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """A sample's image that a principal was found allowed to see, in one version: what
+    the web layer needs to answer an image or thumbnail request (or a revalidation)
+    after one access check. Made by :func:`image_ref`; read with :func:`read_image`."""
+
+    dataset: str
+    version_id: str
+    sample_id: str
+    content_hash: str
+
+
+class _VisibleHashes:
+    """A per-process LRU of ``(workspace, dataset id, version id, slice, sample id) ->
+    content hash`` for samples found visible: versions are immutable, so a sample's hash
+    in a version never changes, and the slice in the key (the one the caller's grant has
+    *now*, decided on every request) keeps a sliced caller from reusing what a wider one
+    found. Slices that read findings (which a scan adds to an existing version) are never
+    cached, nor are misses."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._map: OrderedDict[tuple[str, str, str, str | None, str], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str, str | None, str]) -> str | None:
+        with self._lock:
+            h = self._map.get(key)
+            if h is not None:
+                self._map.move_to_end(key)
+            return h
+
+    def put(self, keys_hashes: list[tuple[tuple[str, str, str, str | None, str], str]]) -> None:
+        with self._lock:
+            for key, h in keys_hashes:
+                self._map[key] = h
+                self._map.move_to_end(key)
+            while len(self._map) > self.max_entries:
+                self._map.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._map.clear()
+
+
+_visible_hashes = _VisibleHashes(max_entries=100_000)
+"""About 30 MB at most; a grid page fills it (:func:`samples_page`) just before the
+browser asks for that page's thumbnails."""
+
+
+@lru_cache(maxsize=256)
+def _slice_cacheable(slice: str | None) -> bool:
+    """Whether a lookup under ``slice`` depends on the immutable version only."""
+    from viewfinder.storage.query import compile_filter
+
+    return slice is None or "findings" not in compile_filter(slice).where
+
+
+def _hash_key(ws: Workspace, at: vs.DatasetAt, grant: Grant,
+              sample_id: str) -> tuple[str, str, str, str | None, str] | None:
+    if not _slice_cacheable(grant.slice):
+        return None
+    return (str(ws.path), at.dataset.id, at.version.id, grant.slice, sample_id)
+
+
+def _remember_hashes(ws: Workspace, at: vs.DatasetAt, grant: Grant,
+                     rows: list[dict[str, Any]]) -> None:
+    """Remember the content hashes of visible sample rows (see :class:`_VisibleHashes`)."""
+    if rows and _slice_cacheable(grant.slice):
+        _visible_hashes.put([(key, r["content_hash"]) for r in rows
+                             if (key := _hash_key(ws, at, grant, r["id"])) is not None])
+
+
+def image_ref(ws: Workspace, principal: Principal, spec: str, sample_id: str) -> ImageRef:
+    """The image of one sample the principal may see: one policy decision, then the
+    sample's content hash from a per-process cache of visible samples or, on a miss, one
+    query of the version (its query cache at scale) for that one column.
+
+    Raises:
+        DatasetNotFound: no such dataset, or the principal may not read it.
+        RefNotFound: no such branch, tag or version.
+        SampleNotFound: no such sample, or it is outside the principal's slice.
+    """
+    from viewfinder.storage.reader import VersionReader
+
+    at, grant = open_dataset(ws, principal, spec)
+    key = _hash_key(ws, at, grant, sample_id)
+    content_hash = _visible_hashes.get(key) if key is not None else None
+    if content_hash is None:
+        combined = combine_filter(grant.slice, _id_filter([sample_id]))
+        with VersionReader(ws, at, combined, cached=True) as r:
+            found = r.query("SELECT content_hash FROM {m} LIMIT 1").column(0).to_pylist()
+        if not found:
+            raise SampleNotFound(f"no sample {sample_id!r} in {at.dataset.name}@{at.ref}",
+                                 dataset=at.dataset.name, record=sample_id)
+        content_hash = found[0]
+        if key is not None:
+            _visible_hashes.put([(key, content_hash)])
+    return ImageRef(at.dataset.name, at.version.id, sample_id, content_hash)
+
+
+def read_image(ws: Workspace, ref: ImageRef) -> bytes:
+    """The bytes of an image :func:`image_ref` allowed (no second access check)."""
+    return ws.blobs.read(ref.content_hash)
+
+
 def image_bytes(ws: Workspace, principal: Principal, spec: str, sample_id: str) -> bytes:
-    """The image of one sample the principal may see (the only way the web layer gets
-    pixels). Single images are not audited; bulk downloads are (:func:`download_images`).
+    """The image of one sample the principal may see. Single images are not audited;
+    bulk downloads are (:func:`download_images`).
 
     Raises:
         SampleNotFound: no such sample, or it is outside the principal's slice.
     """
-    at, grant = open_dataset(ws, principal, spec)
-    sample = _visible_sample(ws, at, grant, sample_id, with_labels=False)
-    return ws.blobs.read(sample["content_hash"])
+    return read_image(ws, image_ref(ws, principal, spec, sample_id))
 
 
 def download_images(ws: Workspace, principal: Principal, spec: str, filter: str | None,

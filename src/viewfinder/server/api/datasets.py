@@ -145,35 +145,30 @@ def _not_modified(request: Request, etag: str) -> bool:
     return etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}
 
 
-def _pinned(ws: Any, principal: Any, name: str, ref: str) -> tuple[str, str]:
-    """``(NAME@VERSION_ID, Cache-Control)`` for an image request: the answer may be cached
-    for good only when the request named the version itself (a branch moves). Never in
-    shared caches: every image is behind an access check."""
-    from viewfinder.services import access
-
-    at, _grant = access.open_dataset(ws, principal, _spec(name, ref))
-    cache = "private, max-age=31536000, immutable" if ref == at.version.id else "private, no-cache"
-    return _spec(name, at.version.id), cache
+def _cache_control(ref: str, version_id: str) -> str:
+    """An image answer may be cached for good only when the request named the version
+    itself (versions are immutable; a branch moves). Never in shared caches: every image
+    is behind an access check."""
+    return "private, max-age=31536000, immutable" if ref == version_id else "private, no-cache"
 
 
 @router.get("/{name}/samples/{sample_id}/image", response_class=Response,
             responses={200: {"content": {"image/*": {}}}})
 def image(name: str, sample_id: str, request: Request, ws: WorkspaceDep, principal: UserDep,
           ref: RefQuery = "main") -> Response:
-    """The image's bytes as stored (after the access check)."""
-    import hashlib
-
+    """The image's bytes as stored (after the access check). The ETag is the content
+    hash, so a revalidation is answered without reading the image."""
     from viewfinder.server.thumbnails import sniff_media_type
     from viewfinder.services import access
 
-    spec, cache = _pinned(ws, principal, name, ref)
-    data = access.image_bytes(ws, principal, spec, sample_id)
-    etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
-    media_type = sniff_media_type(data)
-    headers = {"ETag": etag, "Cache-Control": cache,
-               "Content-Disposition": "inline" if media_type else "attachment"}
+    img = access.image_ref(ws, principal, _spec(name, ref), sample_id)
+    etag = f'"{img.content_hash[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": _cache_control(ref, img.version_id)}
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
+    data = access.read_image(ws, img)
+    media_type = sniff_media_type(data)
+    headers["Content-Disposition"] = "inline" if media_type else "attachment"
     return Response(data, media_type=media_type or "application/octet-stream", headers=headers)
 
 
@@ -184,27 +179,23 @@ def thumbnail(name: str, sample_id: str, request: Request, state: StateDep, prin
               size: Annotated[int | None, Query(ge=1, le=4096, description=(
                   "Longest side in pixels; snapped to 64, 128, 256 or 512."))] = None) -> Response:
     """A JPEG thumbnail, rendered once per image and size and then served from the cache.
-    ``X-Thumbnail-Cache`` says ``hit`` or ``miss``."""
-    from viewfinder.server.thumbnails import MEDIA_TYPE, clamp_size
+    ``X-Thumbnail-Cache`` says ``hit`` or ``miss``.
+
+    The hot path of the image grid: one access check (which finds the sample's content
+    hash, usually in memory: the page listing it was just served), then the cached file."""
+    from viewfinder.server.thumbnails import MEDIA_TYPE, clamp_size, thumbnail_etag
     from viewfinder.services import access
 
     ws = state.ws
     px = clamp_size(size, state.settings.thumbnail_size)
-    spec, cache = _pinned(ws, principal, name, ref)
-    rows = access.samples_page(ws, principal, spec, id_filter(sample_id), limit=1)
-    if not rows:
-        raise access.SampleNotFound(f"no sample {sample_id!r} in {spec}", dataset=name,
-                                    record=sample_id)
-    content_hash = rows[0]["content_hash"]
-    etag = f'"{content_hash[:32]}-{px}"'
-    if _not_modified(request, etag):
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
-    # on a miss the pixels come through the access service like any image
-    thumb = state.thumbnails.get(content_hash, px,
-                                 lambda _h: access.image_bytes(ws, principal, spec, sample_id))
-    return Response(thumb.data, media_type=MEDIA_TYPE, headers={
-        "ETag": thumb.etag, "Cache-Control": cache,
-        "X-Thumbnail-Cache": "hit" if thumb.cached else "miss"})
+    img = access.image_ref(ws, principal, _spec(name, ref), sample_id)
+    headers = {"ETag": thumbnail_etag(img.content_hash, px),
+               "Cache-Control": _cache_control(ref, img.version_id)}
+    if _not_modified(request, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    thumb = state.thumbnails.get(img.content_hash, px, lambda _h: access.read_image(ws, img))
+    return Response(thumb.data, media_type=MEDIA_TYPE,
+                    headers=headers | {"X-Thumbnail-Cache": "hit" if thumb.cached else "miss"})
 
 
 @router.get("/{name}/diff")
