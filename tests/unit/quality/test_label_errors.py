@@ -171,3 +171,39 @@ def test_detection_needs_predictions(ws: Workspace, tmp_path: Path) -> None:
         detectors.run(ctx, "label_errors_detection")
     with QualityContext(ws, vs.resolve(ws, "plain")) as ctx, pytest.raises(InvalidInput, match="misspelt"):
         detectors.run(ctx, "label_errors_detection", {"misspelt": 1})
+
+
+def test_detection_confidences_become_label_error_precisions_per_kind() -> None:
+    """A kind whose candidates are mostly model errors (many weak unexplained predictions)
+    ranks its confident candidates lower than a kind whose candidates are mostly label errors."""
+    from viewfinder.quality.detectors.label_errors_detection import Config, _calibrate
+    from viewfinder.quality.findings import Finding
+
+    rng = random.Random(3)
+    agreeing = np.array([rng.uniform(0.75, 0.98) for _ in range(200)])
+
+    def found(kind: str, confidence: float, error: bool) -> Finding:
+        return Finding(kind, confidence, f"s{rng.random()}", None, evidence={"confidence": confidence, "error": error})
+
+    findings = ([found("wrong_class", rng.uniform(0.8, 0.95), True) for _ in range(6)]
+                + [found("wrong_class", rng.uniform(0.3, 0.6), False) for _ in range(12)]
+                + [found("missing_box", 0.9, True) for _ in range(2)]
+                + [found("missing_box", rng.uniform(0.3, 0.5), False) for _ in range(60)]
+                + [found("badly_placed_box", 0.8, True), Finding("spurious_box", 0.7, "sp", "l1")])
+    out = _calibrate(findings, agreeing, Config())
+    assert len(out) == len(findings)
+    assert all(0.0 <= f.score <= 1.0 for f in out)
+    by_kind: dict[str, list[Finding]] = {}
+    for f in out:
+        by_kind.setdefault(f.kind, []).append(f)
+    for kind in ("wrong_class", "missing_box"):
+        errors = [f.score for f in by_kind[kind] if f.evidence["error"]]
+        others = [f.score for f in by_kind[kind] if not f.evidence["error"]]
+        assert min(errors) > max(others)
+    share = {k: by_kind[k][0].evidence["estimated_label_error_share"] for k in ("wrong_class", "missing_box")}
+    assert 0.2 < share["wrong_class"] < 0.6 and share["missing_box"] < 0.1
+    best = {k: max(f.score for f in by_kind[k]) for k in ("wrong_class", "missing_box")}
+    assert best["missing_box"] < best["wrong_class"]
+    # too few candidates to measure, or not a prediction-based kind: the score is kept
+    assert [f.score for f in by_kind["badly_placed_box"]] == [0.8]
+    assert [f.score for f in by_kind["spurious_box"]] == [0.7]

@@ -22,6 +22,10 @@ ground-truth boxes and the predictions scoring at least ``min_score`` are matche
    on the sample (``label_id`` None), its evidence holds the predicted box; score: the
    prediction's confidence.
 
+The confidences of rules 2, 3 and 5 are then turned into estimated precisions (the
+probability that the finding is a label error rather than a model error, measured on the
+version itself, see :func:`_calibrate`), so that one ranking serves every kind.
+
 Findings carry ``kind``, a score in [0, 1] that ranks errors across kinds, and evidence
 with the boxes, the IoU, and cleanlab's object-detection scores (ObjectLab): the image's
 label quality (``cleanlab.object_detection.rank.get_label_quality_scores``) and, for
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -180,8 +184,10 @@ def _untouched_rates(images: list[_Image]) -> list[float]:
 
 
 def _image_findings(im: _Image, config: Config, extra: dict[str, Any],
-                    box_extra: list[dict[str, Any]], untouched: list[float]) -> list[Finding]:
-    """The rules of the module docstring, for one image."""
+                    box_extra: list[dict[str, Any]], untouched: list[float],
+                    agreeing: list[float]) -> list[Finding]:
+    """The rules of the module docstring, for one image; appends the confidences of the
+    predictions that agree with a ground-truth box (rule 1) to ``agreeing``."""
     out: list[Finding] = []
     n_gt, n_pr = len(im.gt_ids), len(im.pred_classes)
     iou = box_iou_matrix(im.gt_boxes, im.pred_boxes) if n_gt and n_pr else np.zeros((n_gt, n_pr))
@@ -195,6 +201,7 @@ def _image_findings(im: _Image, config: Config, extra: dict[str, Any],
         if g not in matched_gt and p not in used_pred:
             matched_gt.add(g)
             used_pred.add(p)
+            agreeing.append(float(im.pred_scores[p]))
     # 2-4. each unmatched ground-truth box, the most clearly wrong first
     for g in range(n_gt):
         if g in matched_gt:
@@ -238,6 +245,62 @@ def _image_findings(im: _Image, config: Config, extra: dict[str, Any],
     return [f for f in out if f.score >= config.min_finding_score]
 
 
+CALIBRATED_KINDS = ("wrong_class", "badly_placed_box", "missing_box")
+MIN_AGREEING, MIN_CANDIDATES = 20, 5
+KDE_BANDWIDTH = 0.05
+
+
+def _density(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Gaussian kernel density (bandwidth ``KDE_BANDWIDTH``) of confidences ``values`` at
+    ``at``; computed on a grid over [0, 1] from a fine histogram, so memory and time stay
+    small however many predictions a version has."""
+    counts, edges = np.histogram(values, bins=1000, range=(0.0, 1.0))
+    centers = (edges[:-1] + edges[1:]) / 2
+    grid = np.linspace(0.0, 1.0, 201)
+    kernel = np.exp(-0.5 * ((grid[:, None] - centers[None, :]) / KDE_BANDWIDTH) ** 2)
+    density = kernel @ counts / (max(len(values), 1) * KDE_BANDWIDTH * np.sqrt(2 * np.pi))
+    return np.interp(at, grid, density)
+
+
+def _calibrate(findings: list[Finding], agreeing: np.ndarray, config: Config) -> list[Finding]:
+    """Turn the confidences of the prediction-based findings into estimated precisions.
+
+    A finding of kind ``wrong_class``, ``badly_placed_box`` or ``missing_box`` rests on a
+    prediction of confidence ``s``; it is a label error when that prediction is right, and
+    a model error when it is wrong. The candidates of one kind mix the two:
+    ``g(s) = π f(s) + (1 - π) n(s)``, with ``f`` the confidence density of right
+    predictions (measured on the version: predictions agreeing with a ground-truth box)
+    and ``n`` that of wrong ones (unknown). Wrong predictions rarely score as high as most
+    right ones, so ``π`` is estimated from the candidates above the first quartile ``q``
+    of the agreeing confidences: ``π = P_g(s ≥ q) / 0.75``; the probability that a
+    candidate is a label error is then ``π f(s) / g(s)`` (kernel density estimates, made
+    non-decreasing in ``s``). Rank-comparable across kinds (and with ``spurious_box``,
+    already a probability), unlike raw confidences: the kinds differ in how often a
+    confident candidate is a model error. Kinds with fewer than ``MIN_CANDIDATES``
+    candidates, or versions with fewer than ``MIN_AGREEING`` agreeing predictions, keep
+    the confidence as the score.
+    """
+    if len(agreeing) < MIN_AGREEING:
+        return findings
+    out = [f for f in findings if f.kind not in CALIBRATED_KINDS]
+    for kind in CALIBRATED_KINDS:
+        group = [f for f in findings if f.kind == kind]
+        lowest = config.missing_min_score if kind == "missing_box" else config.min_score
+        right = agreeing[agreeing >= lowest]
+        if len(group) < MIN_CANDIDATES or len(right) < MIN_AGREEING:
+            out.extend(group)
+            continue
+        conf = np.array([f.evidence["confidence"] for f in group], dtype=np.float64)
+        share = min(0.99, float((conf >= np.quantile(right, 0.25)).mean()) / 0.75)
+        precision = np.minimum(1.0, share * _density(right, conf) / np.maximum(_density(conf, conf), 1e-12))
+        order = np.argsort(conf, kind="stable")
+        precision[order] = np.maximum.accumulate(precision[order])
+        for f, p in zip(group, precision, strict=True):
+            out.append(replace(f, score=float(p), evidence={
+                **f.evidence, "estimated_label_error_share": round(share, 4)}))
+    return out
+
+
 class LabelErrorsDetection:
     name = "label_errors_detection"
     Config = Config
@@ -256,6 +319,7 @@ class LabelErrorsDetection:
             ctx.progress("cleanlab object-detection scores", 1, 1)
         untouched = _untouched_rates(images)
         findings: list[Finding] = []
+        agreeing: list[float] = []
         for i, im in enumerate(images):
             extra: dict[str, Any] = {"model": source.removeprefix("model:")}
             box_extra: list[dict[str, Any]] = [{} for _ in im.gt_ids]
@@ -264,9 +328,11 @@ class LabelErrorsDetection:
                 box_extra = [{"cleanlab_swap_score": round(float(s), 4),
                               "cleanlab_badloc_score": round(float(b), 4)}
                              for s, b in zip(swap[i], badloc[i], strict=True)]
-            findings.extend(_image_findings(im, config, extra, box_extra, untouched))
+            findings.extend(_image_findings(im, config, extra, box_extra, untouched, agreeing))
             if i % 1000 == 0 or i + 1 == len(images):
                 ctx.progress("matching boxes", i + 1, len(images))
+        findings = [f for f in _calibrate(findings, np.asarray(agreeing, dtype=np.float64), config)
+                    if f.score >= config.min_finding_score]
         findings.sort(key=lambda f: (-f.score, f.sample_id, f.label_id or ""))
         return findings
 
