@@ -263,7 +263,8 @@ def render_one_core() -> float:
     return round(len(pool) / (time.perf_counter() - t), 1)
 
 
-async def load_test(base: str, users: int, seconds: float) -> dict[str, Any]:
+async def load_test(base: str, users: int, seconds: float,
+                    think: tuple[float, float] = (0.2, 0.6)) -> dict[str, Any]:
     import httpx
 
     lat: list[float] = []
@@ -311,12 +312,12 @@ async def load_test(base: str, users: int, seconds: float) -> dict[str, Any]:
                         srv.append(server_ms(r2))
                         if r2.status_code != 200:
                             errors.append(str(r2.status_code))
-                await asyncio.sleep(rng.uniform(0.2, 0.6))  # think time
+                await asyncio.sleep(rng.uniform(*think))  # think time between pages
 
     t0 = time.perf_counter()
     await asyncio.gather(*(user(i) for i in range(users)))
     wall = time.perf_counter() - t0
-    return {"users": users, "seconds": round(wall, 1), "requests": len(lat),
+    return {"users": users, "think_s": list(think), "seconds": round(wall, 1), "requests": len(lat),
             "requests_per_s": round(len(lat) / wall, 1), "errors": len(errors),
             "error_kinds": sorted(set(errors))[:10],
             "client_ms": {"p50": round(pct(lat, 50), 1), "p95": round(pct(lat, 95), 1),
@@ -344,6 +345,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--think", type=float, nargs=2, default=(0.2, 0.6), metavar=("MIN", "MAX"),
+                    help="seconds a user looks at a page before the next (uniform)")
     ap.add_argument("--keep", action="store_true", help="keep the benchmark folder")
     ap.add_argument("--no-results", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args()
@@ -364,7 +367,7 @@ def main() -> None:
         figures |= asyncio.run(thumbnails(base))
         figures["thumbnail_render_one_core_per_s"] = render_one_core()
         log(f"thumbnails: {figures['thumbnail_cold_per_s']}/s cold over HTTP")
-        figures["load"] = asyncio.run(load_test(base, args.users, args.seconds))
+        figures["load"] = asyncio.run(load_test(base, args.users, args.seconds, tuple(args.think)))
         log(f"load: {figures['load']}")
         figures["load_average_at_end"] = round(os.getloadavg()[0], 1)
     finally:
@@ -394,7 +397,8 @@ def write_results(f: dict[str, Any], args: argparse.Namespace) -> None:
         ("sample detail with its history (every version's tables read), server time", "—",
          (f"p50 {f['sample_detail_with_history_server_ms']['p50']:.1f} ms, "
           f"p95 {f['sample_detail_with_history_server_ms']['p95']:.1f} ms")),
-        (f"{load['users']} users browsing {load['seconds']:.0f} s (page → 6 thumbnails → detail)",
+        (f"{load['users']} users browsing {load['seconds']:.0f} s (page → 6 thumbnails → detail, "
+         f"then {load['think_s'][0]:g}–{load['think_s'][1]:g} s looking at it)",
          "0 errors, p99 < 500 ms",
          (f"{load['errors']} errors, {load['requests']:,} requests ({load['requests_per_s']}/s), "
           f"client p50 {load['client_ms']['p50']} / p95 {load['client_ms']['p95']} / "

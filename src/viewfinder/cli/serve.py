@@ -25,6 +25,9 @@ def serve_cmd(
     thumbnail_size: Annotated[int, typer.Option(min=1, max=512, help="Default thumbnail edge (px).")] = 256,
     job_workers: Annotated[int, typer.Option(min=1, max=32, help="Threads per process for "
                                                                  "background jobs (exports).")] = 2,
+    keep_alive: Annotated[int, typer.Option(min=1, max=600, help=(
+        "Seconds an idle HTTP connection stays open. Longer than a person looks at a page, so "
+        "a browser rarely reuses a connection the server is closing at that moment."))] = 75,
 ) -> None:
     """Serve the REST API (/api/v1, schema at /api/v1/openapi.json) and the web UI.
 
@@ -46,7 +49,8 @@ def serve_cmd(
               f"({workers} process{'es' if workers > 1 else ''}); API docs at /api/v1/docs",
               markup=False)
     uvicorn.run("viewfinder.server.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, proxy_headers=True, server_header=False, log_level="info")
+                workers=workers, proxy_headers=True, server_header=False, log_level="info",
+                timeout_keep_alive=keep_alive)
 
 
 def register(app: typer.Typer) -> None:
