@@ -50,7 +50,7 @@ def _pinned(at: vs.DatasetAt) -> str:
     return f"{at.dataset.name}@{at.version.id}"
 
 
-def _id_filter(sample_ids: list[str]) -> str:
+def ids_filter(sample_ids: list[str]) -> str:
     """A filter selecting these sample ids, printed from a syntax tree (no text pasted)."""
     from viewfinder.storage.query import Comparison, Field, InList, Literal
 
@@ -123,7 +123,7 @@ def stats(ws: Workspace, principal: Principal, spec: str, filter: str | None = N
 
 def _visible_sample(ws: Workspace, at: vs.DatasetAt, grant: Grant, sample_id: str,
                     *, with_labels: bool) -> dict[str, Any]:
-    page = look.samples_page(ws, _pinned(at), combine_filter(grant.slice, _id_filter([sample_id])),
+    page = look.samples_page(ws, _pinned(at), combine_filter(grant.slice, ids_filter([sample_id])),
                              limit=1, with_labels=with_labels)
     if not page:
         raise SampleNotFound(f"no sample {sample_id!r} in {at.dataset.name}@{at.ref}",
@@ -272,7 +272,7 @@ def image_ref(ws: Workspace, principal: Principal, spec: str, sample_id: str) ->
     key = _hash_key(ws, at, grant, sample_id)
     content_hash = _visible_hashes.get(key) if key is not None else None
     if content_hash is None:
-        combined = combine_filter(grant.slice, _id_filter([sample_id]))
+        combined = combine_filter(grant.slice, ids_filter([sample_id]))
         with VersionReader(ws, at, combined, cached=True) as r:
             found = r.query("SELECT content_hash FROM {m} LIMIT 1").column(0).to_pylist()
         if not found:
@@ -404,7 +404,7 @@ def tag_samples(ws: Workspace, principal: Principal, spec: str, sample_ids: list
     if not ids:
         raise InvalidInput("give at least one sample id to tag")
     at, grant = open_dataset(ws, principal, spec, Action.DATASET_WRITE)
-    combined = combine_filter(grant.slice, _id_filter(ids))
+    combined = combine_filter(grant.slice, ids_filter(ids))
     with look.VersionReader(ws, at, combined) as r:
         found = set(r.query("SELECT id FROM {m}").column("id").to_pylist())
     missing = [i for i in ids if i not in found]

@@ -19,12 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from viewfinder.errors import NotFound
 from viewfinder.governance import audit
 from viewfinder.governance.policy import Action, combine_filter
 from viewfinder.governance.principal import Principal
-from viewfinder.services import access, look
-from viewfinder.services import versions as vs
+from viewfinder.services import access
 from viewfinder.storage.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -34,11 +32,6 @@ if TYPE_CHECKING:
     from viewfinder.services.checks import Release
     from viewfinder.services.predictions import PredictionsResult
     from viewfinder.services.scan import ScanResult
-
-
-def _visible_ids(ws: Workspace, at: vs.DatasetAt, slice_: str) -> set[str]:
-    with look.VersionReader(ws, at, combine_filter(slice_, None)) as r:
-        return set(r.query("SELECT id FROM {m}").column("id").to_pylist())
 
 
 def scan(ws: Workspace, principal: Principal, spec: str, detectors: list[str] | None = None,
@@ -58,17 +51,16 @@ def scan(ws: Workspace, principal: Principal, spec: str, detectors: list[str] | 
 
 
 def findings(ws: Workspace, principal: Principal, spec: str, kind: str | None = None,
-             detector: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    """The stored findings of a version on the samples the principal may see."""
+             detector: str | None = None, limit: int | None = None, *,
+             sample_id: str | None = None) -> list[dict[str, Any]]:
+    """The stored findings of a version on the samples the principal may see (of one
+    sample with ``sample_id``)."""
     from viewfinder.services import scan as scan_service
 
     at, grant = access.open_dataset(ws, principal, spec)
-    pinned = f"{at.dataset.name}@{at.version.id}"
-    if grant.slice is None:
-        return scan_service.findings(ws, pinned, kind, detector, limit)
-    visible = _visible_ids(ws, at, grant.slice)
-    rows = [f for f in scan_service.findings(ws, pinned, kind, detector) if f["sample_id"] in visible]
-    return rows if limit is None else rows[:limit]
+    only = access.ids_filter([sample_id]) if sample_id is not None else None
+    return scan_service.findings(ws, f"{at.dataset.name}@{at.version.id}", kind, detector, limit,
+                                 filter=combine_filter(grant.slice, only))
 
 
 def run_checks(ws: Workspace, principal: Principal, spec: str, suite: Suite | None = None, *,
@@ -162,19 +154,6 @@ def similar(ws: Workspace, principal: Principal, spec: str, sample_id: str, k: i
     from viewfinder.services.similar import similar as similar_service
 
     at, grant = access.open_dataset(ws, principal, spec)
-    pinned = f"{at.dataset.name}@{at.version.id}"
-    if grant.slice is None:
-        return similar_service(ws, pinned, sample_id, k, provider, model=model, progress=progress)
-    visible = _visible_ids(ws, at, grant.slice)
-    with look.VersionReader(ws, at, combine_filter(grant.slice, None)) as r:
-        by_key = {row["key"]: row["id"] for row in r.query("SELECT id, key FROM {m}").to_pylist()}
-    if sample_id not in visible and by_key.get(sample_id) is None:
-        raise NotFound(f"no sample {sample_id!r} in {at.dataset.name}@{at.ref}",
-                       record=sample_id, dataset=at.dataset.name)
-    want, total = k, int(at.version.summary["samples"])
-    while True:  # ask for more neighbors until k of them are visible
-        hits = [h for h in similar_service(ws, pinned, sample_id, want, provider, model=model,
-                                           progress=progress) if h["sample_id"] in visible]
-        if len(hits) >= k or want >= total:
-            return hits[:k]
-        want = min(total, want * 4)
+    return similar_service(ws, f"{at.dataset.name}@{at.version.id}", sample_id, k, provider,
+                           model=model, progress=progress,
+                           filter=combine_filter(grant.slice, None))

@@ -140,7 +140,7 @@ def scan(ws: Workspace, spec: str, detectors: list[str] | None = None,
 
 
 def findings(ws: Workspace, spec: str, kind: str | None = None, detector: str | None = None,
-             limit: int | None = None) -> list[dict[str, Any]]:
+             limit: int | None = None, *, filter: str | None = None) -> list[dict[str, Any]]:
     """The stored findings of a version, each with its sample's key and split.
 
     Args:
@@ -149,13 +149,14 @@ def findings(ws: Workspace, spec: str, kind: str | None = None, detector: str | 
         kind: only findings of this kind (e.g. ``"near_duplicate"``).
         detector: only findings of this detector.
         limit: at most this many (the highest scores first).
+        filter: only findings on the samples matching this filter (a slice, an id).
 
     Returns:
         Dicts with ``kind``, ``detector``, ``score``, ``sample_id``, ``key``, ``split``,
         ``label_id``, ``group_id`` and ``evidence`` (a dict), highest score first; an empty
         list for a version that was never scanned.
     """
-    from viewfinder.services.look import VersionReader
+    from viewfinder.storage.reader import VersionReader
 
     if limit is not None and limit < 0:
         raise InvalidInput(f"limit must be 0 or more, got {limit}")
@@ -166,13 +167,13 @@ def findings(ws: Workspace, spec: str, kind: str | None = None, detector: str | 
             where.append(f"f.{column} = ?")
             args.append(value)
     sql = ("SELECT f.kind, f.detector, f.score, f.sample_id, s.key, s.split, f.label_id, "
-           "f.group_id, f.evidence FROM findings f JOIN samples s ON s.id = f.sample_id"
+           "f.group_id, f.evidence FROM findings f JOIN {m} AS s ON s.id = f.sample_id"
            + (" WHERE " + " AND ".join(where) if where else "")
            + " ORDER BY f.score DESC, f.kind, s.key, f.label_id NULLS FIRST, f.detector")
     if limit is not None:
         sql += " LIMIT ?"
         args.append(int(limit))
-    with VersionReader(ws, at) as r:
+    with VersionReader(ws, at, filter) as r:
         rows = r.query(sql, args).to_pylist()
     for row in rows:
         row["evidence"] = json.loads(row["evidence"] or "{}")

@@ -21,7 +21,8 @@ from viewfinder.storage.workspace import Workspace
 
 
 def similar(ws: Workspace, spec: str, sample_id: str, k: int = 10, provider: str = "builtin", *,
-            model: str | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+            model: str | None = None, progress: Progress | None = None,
+            filter: str | None = None) -> list[dict[str, Any]]:
     """The ``k`` samples of ``spec`` nearest to sample ``sample_id``, nearest first.
 
     Samples holding the very same image as the query (exact duplicates, distance 0) come
@@ -35,6 +36,8 @@ def similar(ws: Workspace, spec: str, sample_id: str, k: int = 10, provider: str
         provider: the embedding provider (``builtin``, ``clip``, ``dinov2``).
         model: weights of a learned provider (local folder or model-hub id).
         progress: ``progress(stage, done, total)`` while embeddings are computed.
+        filter: search only among the samples matching it (a caller's slice); the query
+            sample must match it too.
 
     Returns:
         Dicts with ``sample_id``, ``key``, ``split``, ``content_hash`` and ``distance``
@@ -53,6 +56,9 @@ def similar(ws: Workspace, spec: str, sample_id: str, k: int = 10, provider: str
     emb = get_provider(provider, model=model)
     with QualityContext(ws, at, progress=progress) as ctx:
         samples = ctx.sample_hashes.to_pylist()
+        if filter is not None:
+            allowed = set(ctx.sql("SELECT id FROM {m}", filter=filter).column("id").to_pylist())
+            samples = [s for s in samples if s["id"] in allowed]
         query = next((s for s in samples if s["id"] == sample_id), None) or \
             next((s for s in samples if s["key"] == sample_id), None)
         if query is None:
@@ -84,7 +90,7 @@ def _expand(idx: np.ndarray, dist: np.ndarray, hashes: list[str],
     for r in order:
         h = hashes[int(idx[r])]
         d = 0.0 if h == query["content_hash"] else float(dist[r])
-        for s in by_hash[h]:
+        for s in by_hash.get(h, []):  # an image no searchable sample holds: none
             if s["id"] != query["id"]:
                 out.append({"sample_id": s["id"], "key": s["key"], "split": s["split"],
                             "content_hash": h, "distance": d})

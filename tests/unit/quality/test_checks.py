@@ -3,7 +3,6 @@ exactly the planted samples and labels, fix them in new versions, see the checks
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ from viewfinder.quality.suite import CheckSpec, Suite, parse_suite
 from viewfinder.services import checks as svc
 from viewfinder.services import edit, ingest
 from viewfinder.storage.workspace import Workspace, init_workspace
-
-
-@pytest.fixture
-def planted(tmp_path: Path) -> Iterator[Workspace]:
-    ws = init_workspace(tmp_path / "ws")
-    src = write_source(tmp_path / "src")
-    ingest.import_source(ws, src, "street", metadata=src / "meta.json")
-    yield ws
-    ws.close()
 
 
 def fix(ws: Workspace, tmp_path: Path) -> None:

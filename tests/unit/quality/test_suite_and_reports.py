@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from tests.unit.quality.planted import (
     PLANTED,
     label_id,
     sample_id,
-    write_source,
 )
 from viewfinder.cli.main import app
 from viewfinder.errors import InvalidInput
@@ -26,17 +24,7 @@ from viewfinder.quality.html_report import render_html
 from viewfinder.quality.report import CheckReport, junit_xml
 from viewfinder.quality.suite import default_suite, load_suite, parse_suite, suite_hash
 from viewfinder.services import checks as svc
-from viewfinder.services import ingest
-from viewfinder.storage.workspace import Workspace, init_workspace
-
-
-@pytest.fixture
-def planted(tmp_path: Path) -> Iterator[Workspace]:
-    ws = init_workspace(tmp_path / "ws")
-    src = write_source(tmp_path / "src")
-    ingest.import_source(ws, src, "street", metadata=src / "meta.json")
-    yield ws
-    ws.close()
+from viewfinder.storage.workspace import Workspace
 
 
 # -- suites ------------------------------------------------------------------------------

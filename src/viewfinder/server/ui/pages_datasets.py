@@ -133,10 +133,9 @@ def browse(request: Request, name: str, ws: WorkspaceDep, page: PageUserDep,
 
 def _sample_findings(ws: Workspace, principal: Principal, name: str, version: str,
                      sample_id: str) -> list[dict[str, Any]]:
-    from viewfinder.server.api.quality import findings
+    from viewfinder.services.access_quality import findings
 
-    rows = findings(name, ws, principal, ref=version, kind=None, detector=None, limit=10_000)
-    return [f for f in rows["findings"] if f["sample_id"] == sample_id]
+    return findings(ws, principal, f"{name}@{version}", sample_id=sample_id)
 
 
 @router.get("/datasets/{name}/samples/{sample_id}", response_class=HTMLResponse)
@@ -332,11 +331,13 @@ def _side(name: str, version: str, row: dict[str, Any] | None) -> dict[str, Any]
 def quality(request: Request, name: str, ws: WorkspaceDep, page: PageUserDep,
             ref: RefQuery = "main") -> HTMLResponse:
     """The version's newest check report and its findings (what the user may see of them)."""
-    from viewfinder.server.api.quality import findings, latest_check_report
+    from viewfinder.services.access import open_dataset
+    from viewfinder.services.access_quality import findings, latest_report
 
-    report = latest_check_report(name, ws, page.principal, ref=ref)
-    rows = findings(name, ws, page.principal, ref=report["version"], kind=None, detector=None,
-                    limit=500)["findings"]
+    at, _grant = open_dataset(ws, page.principal, f"{name}@{ref}")
+    pinned = f"{name}@{at.version.id}"
+    report = {"version": at.version.id, "report": latest_report(ws, page.principal, pinned)}
+    rows = findings(ws, page.principal, pinned, limit=500)
     per_kind: dict[str, int] = {}
     for f in rows:
         per_kind[f["kind"]] = per_kind.get(f["kind"], 0) + 1
