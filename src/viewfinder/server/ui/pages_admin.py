@@ -10,6 +10,7 @@ through ``services.access`` (policy check and audit record there).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -48,6 +49,18 @@ def _done(path: str, kind: str, message: str) -> Response:
     out.set_cookie(FLASH_COOKIE, json.dumps({"kind": kind, "message": message[:500]}),
                    max_age=60, httponly=True, samesite="strict", path="/admin")
     return out
+
+
+def _attempt(path: str, action: Callable[[], str]) -> Response:
+    """Run an admin action and redirect to ``path`` with its message, or with the error a
+    user can correct; a refusal stays a 403 page."""
+    try:
+        message = action()
+    except PermissionDenied:
+        raise
+    except ViewfinderError as e:
+        return _done(path, "error", str(e))
+    return _done(path, "ok", message)
 
 
 def _page(request: Request, template: str, context: dict[str, Any]) -> Response:
@@ -115,13 +128,11 @@ async def create_user(request: Request, ws: WorkspaceDep, page: PageUserDep, _cs
     f = await _form(request, "username", "password")
     if not f["username"] or not f["password"]:
         return _done("users", "error", "A new user needs a user name and a password.")
-    try:
+    def create() -> str:
         access.create_user(ws, page.principal, f["username"], f["password"], **_origin(request))
-    except PermissionDenied:
-        raise
-    except ViewfinderError as e:
-        return _done("users", "error", str(e))
-    return _done("users", "ok", f"User {f['username']} created.")
+        return f"User {f['username']} created."
+
+    return _attempt("users", create)
 
 
 @router.post("/users/{username}/deactivate")
@@ -134,13 +145,11 @@ async def deactivate_user(request: Request, username: str, ws: WorkspaceDep, pag
     _admin(page)
     if username == page.principal.username:
         return _done("users", "error", "You cannot deactivate your own account.")
-    try:
+    def deactivate() -> str:
         access.deactivate_user(ws, page.principal, username, **_origin(request))
-    except PermissionDenied:
-        raise
-    except ViewfinderError as e:
-        return _done("users", "error", str(e))
-    return _done("users", "ok", f"User {username} deactivated.")
+        return f"User {username} deactivated."
+
+    return _attempt("users", deactivate)
 
 
 @router.get("/teams", response_class=HTMLResponse)
@@ -165,13 +174,11 @@ async def create_team(request: Request, ws: WorkspaceDep, page: PageUserDep, _cs
     f = await _form(request, "org", "name")
     if not f["org"] or not f["name"]:
         return _done("teams", "error", "A team needs an organization and a name.")
-    try:
+    def create() -> str:
         access.create_team(ws, page.principal, f["org"], f["name"])
-    except PermissionDenied:
-        raise
-    except ViewfinderError as e:
-        return _done("teams", "error", str(e))
-    return _done("teams", "ok", f"Team {f['name']} created in {f['org']}.")
+        return f"Team {f['name']} created in {f['org']}."
+
+    return _attempt("teams", create)
 
 
 @router.post("/projects")
@@ -185,14 +192,12 @@ async def create_project(request: Request, ws: WorkspaceDep, page: PageUserDep,
     if not f["name"] or not f["org"]:
         return _done("teams", "error", "A project needs a name and an organization.")
     datasets = [d for d in f["datasets"].replace(",", " ").split() if d]
-    try:
+    def create() -> str:
         access.create_project(ws, page.principal, f["name"], org=f["org"], team=f["team"] or None,
                               task_type=f["task_type"] or "detection", datasets=datasets)
-    except PermissionDenied:
-        raise
-    except ViewfinderError as e:
-        return _done("teams", "error", str(e))
-    return _done("teams", "ok", f"Project {f['name']} created.")
+        return f"Project {f['name']} created."
+
+    return _attempt("teams", create)
 
 
 # -- role bindings ---------------------------------------------------------------------
