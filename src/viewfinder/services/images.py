@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import math
+import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 MAX_PIXELS = 178_956_970  # Pillow's own bomb limit (2 × MAX_IMAGE_PIXELS)
 MAX_FILE_BYTES = 1024**3
@@ -28,6 +32,7 @@ class ImageInfo:
     width: int
     height: int
     media_type: str
+    exif: str | None = None  # canonical JSON of the camera fields kept (see exif_summary)
 
 
 def _truncated(data: bytes, fmt: str) -> bool:
@@ -62,11 +67,12 @@ def _exif_orientation(app1: bytes) -> int | None:
     return 1
 
 
-def _fast_header(data: bytes) -> tuple[str, int, int, int] | None:
-    """``(format, width, height, orientation)`` of a plain JPEG or PNG from its header
-    alone; None for anything else or anything unusual (the caller asks Pillow then)."""
+def _fast_header(data: bytes) -> tuple[str, int, int, int, bytes | None] | None:
+    """``(format, width, height, orientation, exif)`` of a plain JPEG or PNG from its
+    header alone (``exif``: the raw APP1 Exif payload, if any); None for anything else or
+    anything unusual (the caller asks Pillow then)."""
     if data[:2] == b"\xff\xd8":
-        pos, n, orientation = 2, len(data), 1
+        pos, n, orientation, exif = 2, len(data), 1, None
         while pos + 4 <= n:
             if data[pos] != 0xFF:
                 return None
@@ -81,22 +87,23 @@ def _fast_header(data: bytes) -> tuple[str, int, int, int] | None:
             if length < 2:
                 return None
             if marker == 0xE1 and orientation == 1:
-                o = _exif_orientation(data[pos + 4:pos + 2 + length])
+                payload = data[pos + 4:pos + 2 + length]
+                o = _exif_orientation(payload)
                 if o is None:
                     return None
-                orientation = o
+                orientation, exif = o, payload
             elif marker in _SOF:
                 if pos + 9 > n:
                     return None
                 h = int.from_bytes(data[pos + 5:pos + 7], "big")
                 w = int.from_bytes(data[pos + 7:pos + 9], "big")
-                return ("JPEG", w, h, orientation) if w and h else None
+                return ("JPEG", w, h, orientation, exif) if w and h else None
             elif marker == 0xDA:  # scan data before any frame header
                 return None
             pos += 2 + length
         return None
     if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and b"eXIf" not in data:
-        return "PNG", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"), 1
+        return "PNG", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"), 1, None
     return None
 
 
@@ -109,9 +116,10 @@ def inspect_image(data: bytes) -> ImageInfo:
     digest = hashlib.sha256(data).hexdigest()
     fast = _fast_header(data)
     if fast is not None:
-        fmt, w, h, orientation = fast
+        fmt, w, h, orientation, payload = fast
+        exif = exif_summary(payload) if payload is not None else None
     else:
-        fmt, w, h, orientation = _pillow_header(data)
+        fmt, w, h, orientation, exif = _pillow_header(data)
     if w <= 0 or h <= 0:
         raise ValueError(f"image has no pixels ({w}x{h})")
     if w * h > MAX_PIXELS:
@@ -120,10 +128,11 @@ def inspect_image(data: bytes) -> ImageInfo:
         raise ValueError(f"truncated {fmt} file (no end marker)")
     if orientation in _TRANSPOSED:
         w, h = h, w
-    return ImageInfo(digest, len(data), w, h, MEDIA_TYPES.get(fmt, f"image/{fmt.lower()}"))
+    return ImageInfo(digest, len(data), w, h, MEDIA_TYPES.get(fmt, f"image/{fmt.lower()}"),
+                     _canonical(exif) if exif else None)
 
 
-def _pillow_header(data: bytes) -> tuple[str, int, int, int]:
+def _pillow_header(data: bytes) -> tuple[str, int, int, int, dict[str, Any] | None]:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -133,16 +142,124 @@ def _pillow_header(data: bytes) -> tuple[str, int, int, int]:
                 fmt = im.format or ""
                 w, h = im.size
                 try:
-                    orientation = im.getexif().get(0x0112, 1)
+                    tags = im.getexif()
+                    orientation = tags.get(0x0112, 1)
+                    exif = exif_summary(tags)
                 except Exception:  # noqa: BLE001 - broken EXIF: keep the stored orientation
-                    orientation = 1
+                    orientation, exif = 1, None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ValueError(f"decompression bomb refused: {e}") from None
     except UnidentifiedImageError:
         raise ValueError("not a readable image: unknown or corrupt image format") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"not a readable image: {e}") from None
-    return fmt, w, h, orientation
+    return fmt, w, h, orientation, exif
+
+
+# EXIF fields kept with each sample (``metadata.exif.<name>``): what curators filter on.
+_EXIF_MAIN = {0x010F: "make", 0x0110: "model", 0x0131: "software", 0x0132: "datetime"}
+_EXIF_IFD = {0x9003: "datetime_original", 0x829A: "exposure_time", 0x829D: "f_number",
+             0x8827: "iso", 0x920A: "focal_length", 0xA434: "lens_model"}
+_EXIF_POINTER, _GPS_POINTER = 0x8769, 0x8825
+_MAX_EXIF_TEXT = 200
+
+
+def exif_summary(exif: Any) -> dict[str, Any] | None:
+    """The camera fields of an image's EXIF as JSON-safe values, or None if it has none.
+
+    ``exif``: a raw APP1 payload (``Exif\\0\\0`` + TIFF) or a Pillow ``Image.Exif``.
+    Dates become ISO 8601 (``2024-05-01T12:30:00``), GPS decimal degrees (``gps_lat``,
+    ``gps_lon``, ``gps_alt``). Unreadable EXIF gives None: it never fails an import.
+    """
+    from PIL import Image
+
+    try:
+        if isinstance(exif, bytes | bytearray):
+            tags = Image.Exif()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "Corrupt EXIF data": returned as None below
+                tags.load(bytes(exif))
+        else:
+            tags = exif
+        out: dict[str, Any] = {}
+        for table, source in ((_EXIF_MAIN, tags), (_EXIF_IFD, tags.get_ifd(_EXIF_POINTER))):
+            for tag, name in table.items():
+                value = _json_value(source.get(tag))
+                if value is not None:
+                    out[name] = value
+        gps = tags.get_ifd(_GPS_POINTER)
+        lat, lon = _degrees(gps.get(2), gps.get(1)), _degrees(gps.get(4), gps.get(3))
+        if lat is not None and lon is not None and abs(lat) <= 90 and abs(lon) <= 180:
+            out["gps_lat"], out["gps_lon"] = round(lat, 7), round(lon, 7)
+            alt = _json_value(gps.get(6))
+            if isinstance(alt, float):
+                out["gps_alt"] = -alt if gps.get(5) in (1, b"\x01") else alt
+    except Exception:  # noqa: BLE001 - EXIF is untrusted and optional: never fail an import on it
+        return None
+    for key in ("datetime", "datetime_original"):
+        if isinstance(out.get(key), str):
+            out[key] = _iso_datetime(out[key])
+    return out or None
+
+
+def _json_value(v: Any) -> Any:
+    """An EXIF value as str, int or float (rationals as floats); None when unusable."""
+    if v is None:
+        return None
+    if isinstance(v, bytes):
+        v = v.decode("utf-8", "replace")
+    if isinstance(v, str):
+        v = v.replace("\x00", "").strip()
+        return v[:_MAX_EXIF_TEXT] or None
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, tuple) and len(v) == 1:
+        return _json_value(v[0])
+    try:
+        f = float(v)  # IFDRational and friends
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return round(f, 6) if math.isfinite(f) else None
+
+
+def _degrees(dms: Any, ref: Any) -> float | None:
+    try:
+        d, m, sec = (float(x) for x in dms)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    value = d + m / 60 + sec / 3600
+    if not math.isfinite(value):
+        return None
+    ref = ref.decode("ascii", "replace") if isinstance(ref, bytes) else ref
+    return -value if isinstance(ref, str) and ref.strip().upper() in ("S", "W") else value
+
+
+def _iso_datetime(text: str) -> str:
+    """``2024:05:01 12:30:00`` → ``2024-05-01T12:30:00``; anything else as it was."""
+    if len(text) >= 19 and text[4] == ":" and text[7] == ":" and text[10] == " ":
+        return f"{text[:4]}-{text[5:7]}-{text[8:10]}T{text[11:19]}"
+    return text
+
+
+def _canonical(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def read_bounded(path: str) -> bytes:
+    """The file's bytes, refusing files over ``MAX_FILE_BYTES``. Reads the size first:
+    ``read(MAX_FILE_BYTES + 1)`` would allocate a 1 GiB buffer for every small image."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"file is larger than {MAX_FILE_BYTES} bytes")
+        data = f.read(size + 1)  # one byte more: a file that grew since the stat shows it
+        if len(data) > size:
+            data += f.read(MAX_FILE_BYTES + 1 - len(data))
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"file is larger than {MAX_FILE_BYTES} bytes")
+    return data
 
 
 def process_chunk(items: list[tuple[str, str]], store_root: str, storage_options: dict,
@@ -154,10 +271,7 @@ def process_chunk(items: list[tuple[str, str]], store_root: str, storage_options
     out: list[tuple[str, ImageInfo | None, str | None]] = []
     for key, path in items:
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
-            if len(data) > MAX_FILE_BYTES:
-                raise ValueError(f"file is larger than {MAX_FILE_BYTES} bytes")
+            data = read_bounded(path)
             info = inspect_image(data)
             blobs.put_bytes(data, info.content_hash)
             out.append((key, info, None))

@@ -159,8 +159,7 @@ class _Scan:
             hit = cached.get(path)
             if hit is not None and ident is not None and hit[0] == ident and (
                     not ws.blobs.is_local or ws.blobs.exists(hit[1][0])):
-                h, nbytes, w, hh, mt = hit[1]
-                self.known[key] = (ImageInfo(h, nbytes, w, hh, mt), None)
+                self.known[key] = (ImageInfo(*hit[1]), None)
             else:
                 todo.append((key, path))
         self.items = todo
@@ -175,7 +174,7 @@ class _Scan:
                 ident = self.identities.get(path) or identity(path)
                 if info is not None and ident is not None:
                     fresh.append((path, ident, (info.content_hash, info.size_bytes, info.width,
-                                                info.height, info.media_type)))
+                                                info.height, info.media_type, info.exif)))
             self.cache.store(fresh)
             return {**self.known, **out}
         finally:
@@ -361,7 +360,8 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
     for s in good:
         info = scanned[s.key][0]
         assert info is not None
-        meta = dict(s.metadata)
+        meta = {"exif": json.loads(info.exif)} if info.exif else {}
+        meta.update(s.metadata)  # the annotation's own fields, then the user's, win
         extra = user_meta.get(s.key) or user_meta.get(Path(s.key).name)
         if extra:
             meta.update(extra)
@@ -450,18 +450,18 @@ def _label_plan(samples: list[SourceSample], old: list[dict[str, Any]], head_id:
     old_by_sample: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in old:
         old_by_sample[r["sample_id"]].append(r)
-    batches, batch = [], []
+    batches, batch = [], rows.LabelColumns()
     for s in samples:
         if not s.labels:
             continue
         sid = rows.sample_id(s.key)
         ids = _assign_label_ids(sid, s.labels, old_by_sample.get(sid, []))
-        batch.extend(rows.label_row(lab, label_id=lid, sample_id_=sid)
-                     for lab, lid in zip(s.labels, ids, strict=True))
-        if len(batch) >= LABEL_BATCH:  # Arrow holds them far smaller than dicts do
-            batches.append(rows.labels_table(batch))
-            batch = []
-    batches.append(rows.labels_table(batch))
+        for lab, lid in zip(s.labels, ids, strict=True):
+            batch.add(lab, label_id=lid, sample_id_=sid)
+        if len(batch) >= LABEL_BATCH:  # Arrow holds them far smaller than Python does
+            batches.append(batch.table())
+            batch = rows.LabelColumns()
+    batches.append(batch.table())
     return _LabelPlan(head_id, pa.concat_tables(batches), old)
 
 

@@ -7,7 +7,9 @@ it, so a crash never leaves a half-written blob under a real name.
 
 from __future__ import annotations
 
+import itertools
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,7 +41,10 @@ class BlobStore:
         self.storage_options = storage_options or {}
         self.cache_dir = cache_dir
         self._fs: Any = None
-        self._made_dirs: set[Path] = set()
+        self._made_dirs: set[str] = set()
+        self._local_root = self.root.removeprefix("file://")
+        self._tmp_prefix = secrets.token_hex(4)
+        self._tmp_counter = itertools.count()
 
     @property
     def fs(self) -> Any:
@@ -86,18 +91,7 @@ class BlobStore:
         """Store ``data`` under ``content_hash``; False if it was there."""
         try:
             if self.is_local:
-                dest = self._local(content_hash)
-                if dest.exists():
-                    return False
-                if dest.parent not in self._made_dirs:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    self._made_dirs.add(dest.parent)
-                fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-                os.fchmod(fd, 0o444)  # blobs are immutable
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, dest)
-                return True
+                return self._put_local(data, content_hash)
             remote = self._remote(content_hash)
             if self.fs.exists(remote):
                 return False
@@ -105,6 +99,30 @@ class BlobStore:
             return True
         except OSError as e:
             raise StorageError(f"cannot store blob {content_hash}: {e}") from e
+
+    def _put_local(self, data: bytes, content_hash: str) -> bool:
+        """Write to a temp name unique to this process, then rename: imports call this
+        once per image, so it stays on plain ``os`` calls (no pathlib, no mkstemp)."""
+        folder = f"{self._local_root}/blobs/{content_hash[:2]}"
+        dest = f"{folder}/{content_hash}"
+        if os.path.exists(dest):
+            return False
+        if folder not in self._made_dirs:
+            os.makedirs(folder, exist_ok=True)
+            self._made_dirs.add(folder)
+        tmp = f"{folder}/.tmp-{self._tmp_prefix}-{os.getpid()}-{next(self._tmp_counter)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)  # blobs are immutable
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, dest)
+        return True
 
     def read(self, content_hash: str) -> bytes:
         try:

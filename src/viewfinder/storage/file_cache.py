@@ -15,7 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 Identity = tuple[int, int, int, int]          # st_dev, st_ino, st_size, st_mtime_ns
-Known = tuple[str, int, int, int, str]        # content_hash, size_bytes, width, height, media_type
+Known = tuple[str, int, int, int, str, str | None]  # content_hash, size_bytes, width, height,
+                                                    # media_type, exif (JSON)
+_COLUMNS = ("path", "dev", "ino", "size", "mtime_ns", "content_hash", "size_bytes", "width",
+            "height", "media_type", "exif")
 
 
 def identity(path: str) -> Identity | None:
@@ -31,9 +34,13 @@ class FileCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
+        have = tuple(r[1] for r in self.db.execute("PRAGMA table_info(files)"))
+        if have and have != _COLUMNS:  # written by an older Viewfinder: start over
+            with self.db:
+                self.db.execute("DROP TABLE files")
         self.db.execute("""CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, dev INT,
             ino INT, size INT, mtime_ns INT, content_hash TEXT, size_bytes INT, width INT,
-            height INT, media_type TEXT)""")
+            height INT, media_type TEXT, exif TEXT)""")
 
     def lookup(self, paths: list[str]) -> dict[str, tuple[Identity, Known]]:
         """Cached entries for ``paths`` (identity as recorded, and what was learned)."""
@@ -42,13 +49,13 @@ class FileCache:
             part = paths[i:i + 900]
             rows = self.db.execute(
                 f"SELECT * FROM files WHERE path IN ({','.join('?' * len(part))})", part)
-            for p, dev, ino, size, mtime, h, nbytes, w, hh, mt in rows:
-                out[p] = ((dev, ino, size, mtime), (h, nbytes, w, hh, mt))
+            for p, dev, ino, size, mtime, *known in rows:
+                out[p] = ((dev, ino, size, mtime), tuple(known))  # type: ignore[assignment]
         return out
 
     def store(self, entries: Iterable[tuple[str, Identity, Known]]) -> None:
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?)",
+            self.db.executemany(f"INSERT OR REPLACE INTO files VALUES ({','.join('?' * len(_COLUMNS))})",
                                 [(p, *ident, *known) for p, ident, known in entries])
 
     def close(self) -> None:

@@ -54,9 +54,7 @@ def with_row_hash(table: pa.Table, kind: str) -> pa.Table:
 
 def samples_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Rows (dicts with the SAMPLES columns except row_hash) → table with row_hashes."""
-    sch = pa.schema([f for f in schema.SAMPLES if f.name != "row_hash"])
-    t = pa.Table.from_pylist(rows, schema=sch)
-    return with_row_hash(t, "samples").cast(schema.SAMPLES)
+    return with_row_hash(_columns(rows, schema.SAMPLES), "samples").cast(schema.SAMPLES)
 
 
 def label_row(label: SourceLabel, *, label_id: str, sample_id_: str) -> dict[str, Any]:
@@ -100,10 +98,46 @@ def label_row(label: SourceLabel, *, label_id: str, sample_id_: str) -> dict[str
     }
 
 
+_LABEL_NAMES = [f.name for f in schema.LABELS if f.name != "row_hash"]
+
+
+class LabelColumns:
+    """Label rows gathered as tuples and turned into a table column by column: imports
+    build millions of rows, and this is about 3× cheaper than dicts and ``from_pylist``."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, label: SourceLabel, *, label_id: str, sample_id_: str) -> None:
+        bbox = label.bbox
+        if label.kind is LabelKind.BOX and bbox is not None and not label.attributes:
+            x, y, w, h = float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])
+            self.rows.append((label_id, sample_id_, "box", label.class_name, x, y, w, h, w * h,
+                              bool(label.iscrowd), None, None, None, "{}", label.score,
+                              label.source or GROUND_TRUTH, label.source_id))
+        else:
+            r = label_row(label, label_id=label_id, sample_id_=sample_id_)
+            self.rows.append(tuple(r[n] for n in _LABEL_NAMES))
+
+    def table(self) -> pa.Table:
+        sch = pa.schema([f for f in schema.LABELS if f.name != "row_hash"])
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(sch)
+        t = pa.table({f.name: pa.array(col, f.type) for f, col in zip(sch, columns, strict=True)}, schema=sch)
+        return with_row_hash(t, "labels").cast(schema.LABELS)
+
+
 def labels_table(rows: list[dict[str, Any]]) -> pa.Table:
-    sch = pa.schema([f for f in schema.LABELS if f.name != "row_hash"])
-    t = pa.Table.from_pylist(rows, schema=sch)
-    return with_row_hash(t, "labels").cast(schema.LABELS)
+    return with_row_hash(_columns(rows, schema.LABELS), "labels").cast(schema.LABELS)
+
+
+def _columns(rows: list[dict[str, Any]], full: pa.Schema) -> pa.Table:
+    """Rows → table of ``full``'s columns but ``row_hash``, built column by column
+    (about 3× faster than ``Table.from_pylist``; a missing key reads as null)."""
+    sch = pa.schema([f for f in full if f.name != "row_hash"])
+    return pa.table({f.name: pa.array([r.get(f.name) for r in rows], f.type) for f in sch}, schema=sch)
 
 
 def label_from_row(r: dict[str, Any]) -> SourceLabel:

@@ -7,7 +7,15 @@ import io
 import pytest
 from PIL import Image
 
-from viewfinder.services.images import _fast_header, _pillow_header, inspect_image
+from viewfinder.services.images import _fast_header, _pillow_header, exif_summary, inspect_image
+
+
+def _agree(data: bytes) -> None:
+    """The fast reader and Pillow give the same format, size, orientation and EXIF."""
+    fast, slow = _fast_header(data), _pillow_header(data)
+    assert fast is not None
+    assert fast[:4] == slow[:4]
+    assert (exif_summary(fast[4]) if fast[4] is not None else None) == slow[4]
 
 
 def _jpeg(mode: str = "RGB", size=(37, 21), orientation: int | None = None, big_endian: bool = False,
@@ -41,17 +49,14 @@ CASES = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_fast_jpeg_header_agrees_with_pillow(name: str) -> None:
-    data = CASES[name]
-    fast = _fast_header(data)
-    assert fast is not None
-    assert fast == _pillow_header(data)
+    _agree(CASES[name])
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L", "1"])
 def test_fast_png_header_agrees_with_pillow(mode: str) -> None:
     buf = io.BytesIO()
     Image.new(mode, (19, 7)).save(buf, "PNG")
-    assert _fast_header(buf.getvalue()) == _pillow_header(buf.getvalue())
+    _agree(buf.getvalue())
 
 
 def test_unusual_files_fall_back_to_pillow() -> None:
@@ -68,3 +73,41 @@ def test_unusual_files_fall_back_to_pillow() -> None:
 def test_orientation_swaps_width_and_height() -> None:
     info = inspect_image(_jpeg(size=(40, 10), orientation=6))
     assert (info.width, info.height) == (10, 40)
+
+
+def _camera_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "Canon\x00"
+    exif[0x0110] = "EOS 5D"
+    exif[0x0112] = 1
+    exif[0x0132] = "2024:05:01 12:30:00"
+    ifd = exif.get_ifd(0x8769)
+    ifd[0x9003] = "2024:05:01 12:29:58"
+    ifd[0x8827] = 400
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "S", (33.0, 51.0, 36.0)
+    gps[3], gps[4] = "E", (151.0, 12.0, 36.0)
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 8)).save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_camera_fields_are_kept_as_json() -> None:
+    """What a curator filters on (camera, capture time, place) comes out as plain values."""
+    import json
+
+    info = inspect_image(_camera_jpeg())
+    assert info.exif is not None
+    exif = json.loads(info.exif)
+    assert exif["make"] == "Canon" and exif["model"] == "EOS 5D"
+    assert exif["datetime"] == "2024-05-01T12:30:00"
+    assert exif["datetime_original"] == "2024-05-01T12:29:58"
+    assert exif["iso"] == 400
+    assert exif["gps_lat"] == pytest.approx(-33.86) and exif["gps_lon"] == pytest.approx(151.21)
+    _agree(_camera_jpeg())
+
+
+def test_no_or_broken_exif_gives_none_and_never_fails() -> None:
+    assert inspect_image(_jpeg()).exif is None
+    assert exif_summary(b"Exif\x00\x00II*\x00\xff\xff\xff\x7f") is None
+    assert exif_summary(b"garbage") is None

@@ -102,6 +102,26 @@ def test_exif_orientation_is_honoured(ws: Workspace, tmp_path: Path) -> None:
     assert (row["width"], row["height"]) == (50, 100)
 
 
+def test_camera_exif_is_kept_and_queryable_and_survives_reimport(ws: Workspace, tmp_path: Path) -> None:
+    """A curator filters by camera and capture date; an unchanged re-import (served from
+    the file cache) keeps the same fields, so it creates no version."""
+    root = tmp_path / "folder" / "cat"
+    root.mkdir(parents=True)
+    for i, model in enumerate(["EOS 5D", "EOS R6", None]):
+        exif = Image.Exif()
+        if model:
+            exif[0x010F], exif[0x0110] = "Canon", model
+            exif.get_ifd(0x8769)[0x9003] = f"2024:05:0{i + 1} 08:00:00"
+        Image.new("RGB", (20, 10), (i * 60, 0, 0)).save(root / f"{i}.jpg", exif=exif.tobytes())
+    ws.import_source(tmp_path / "folder", "cams", format="imagefolder")
+    ds = ws.dataset("cams")
+    assert ds.count('metadata.exif.make == "Canon"') == 2
+    assert ds.count('metadata.exif.model == "EOS R6"') == 1
+    assert ds.count('metadata.exif.datetime_original >= "2024-05-02"') == 1
+    assert not ws.import_source(tmp_path / "folder", "cams", format="imagefolder").created
+    assert ws.dataset("cams").count('metadata.exif.make == "Canon"') == 2
+
+
 def test_user_metadata_file_is_kept_and_queryable(ws: Workspace, coco_source: Path, tmp_path: Path) -> None:
     names = sorted(p.name for p in (coco_source / "images" / "train").iterdir())
     meta = tmp_path / "meta.csv"
