@@ -19,6 +19,8 @@ from __future__ import annotations
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import lru_cache
@@ -26,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import pyarrow as pa
+from sqlalchemy.engine import Connection
 
 from viewfinder.errors import InvalidInput, NotFound
 from viewfinder.governance import audit, orgs, policy, roles, tokens, users
@@ -412,14 +415,11 @@ def tag_samples(ws: Workspace, principal: Principal, spec: str, sample_ids: list
         raise SampleNotFound(f"no sample {missing[0]!r} in {at.dataset.name}@{at.ref}"
                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                              dataset=at.dataset.name, record=missing[0])
-    result = edit.tag_samples(ws, spec, combined, add=add, remove=remove, message=message,
-                              author=principal.username)
-    audit.record(ws, principal, "dataset.tag_samples", resource_kind="dataset",
-                 resource_id=at.dataset.name, ip=ip, user_agent=user_agent,
-                 details={"branch": at.ref, "samples": len(ids), "add": list(add or []),
-                          "remove": list(remove or []), "created": result.created},
-                 before={"version": at.version.id}, after={"version": result.version.id})
-    return result
+    with audited_commit(ws, principal, "dataset.tag_samples", at,
+                        {"samples": len(ids), "add": list(add or []), "remove": list(remove or [])},
+                        ip, user_agent):
+        return edit.tag_samples(ws, spec, combined, add=add, remove=remove, message=message,
+                                author=principal.username)
 
 
 def tag_matching(ws: Workspace, principal: Principal, spec: str, filter: str | None,
@@ -429,12 +429,11 @@ def tag_matching(ws: Workspace, principal: Principal, spec: str, filter: str | N
     """Add and remove tags on the samples matching ``filter`` (within the principal's
     slice) on a branch; audited as ``dataset.tag_samples``."""
     at, grant = open_dataset(ws, principal, spec, Action.DATASET_WRITE)
-    result = edit.tag_samples(ws, spec, combine_filter(grant.slice, filter), add=add,
-                              remove=remove, message=message, author=principal.username)
-    _audit_commit(ws, principal, "dataset.tag_samples", at, result,
-                  {"filter": filter, "slice": grant.slice, "add": list(add or []),
-                   "remove": list(remove or [])}, ip, user_agent)
-    return result
+    with audited_commit(ws, principal, "dataset.tag_samples", at,
+                        {"filter": filter, "slice": grant.slice, "add": list(add or []),
+                         "remove": list(remove or [])}, ip, user_agent):
+        return edit.tag_samples(ws, spec, combine_filter(grant.slice, filter), add=add,
+                                remove=remove, message=message, author=principal.username)
 
 
 def import_source(ws: Workspace, principal: Principal, source: str | Path, dataset: str, *,
@@ -455,26 +454,27 @@ def import_source(ws: Workspace, principal: Principal, source: str | Path, datas
         exists = True
     except NotFound:
         exists = False
+    before: str | None = None
     if exists:
-        at = whole_dataset(ws, principal, f"{dataset}@{branch}", "importing a source")
-        before: dict[str, Any] | None = {"version": at.version.id}
+        before = whole_dataset(ws, principal, f"{dataset}@{branch}", "importing a source").version.id
     else:
         proj = orgs.get_project(ws, project) if project else None
         policy.decide(ws, principal, Action.DATASET_CREATE,
                       project_id=proj.id if proj is not None else None)
-        before = None
-    result = ingest.import_source(ws, source, dataset, format=format, split=split, mode=mode,
-                                  on_error=on_error, message=message, metadata=metadata,
-                                  branch=branch, author=principal.username, workers=workers,
-                                  progress=progress, rehash=rehash)
+
+    def details(version: vs.VersionRecord | None) -> dict[str, Any]:
+        extra = version.extra if version is not None else {}
+        return {"source": str(source), "format": extra.get("format", format), "mode": mode,
+                "branch": branch, "skipped": len(extra.get("skipped", [])), "project": project}
+
+    with audited_commit(ws, principal, "dataset.import", (dataset, branch, before), details,
+                        ip, user_agent):
+        result = ingest.import_source(ws, source, dataset, format=format, split=split, mode=mode,
+                                      on_error=on_error, message=message, metadata=metadata,
+                                      branch=branch, author=principal.username, workers=workers,
+                                      progress=progress, rehash=rehash)
     if not exists and project:
         orgs.add_dataset(ws, principal, project, dataset)
-    audit.record(ws, principal, "dataset.import", resource_kind="dataset", resource_id=dataset,
-                 ip=ip, user_agent=user_agent,
-                 details={"source": str(source), "format": result.format, "mode": mode,
-                          "branch": branch, "created": result.created,
-                          "skipped": len(result.skipped), "project": project},
-                 before=before, after={"version": result.version.id})
     return result
 
 
@@ -492,13 +492,46 @@ def whole_dataset(ws: Workspace, principal: Principal, spec: str, what: str,
     return at
 
 
-def _audit_commit(ws: Workspace, principal: Principal, action: str, at: vs.DatasetAt,
-                  result: vs.CommitResult, details: dict[str, Any], ip: str | None,
-                  user_agent: str | None) -> None:
-    audit.record(ws, principal, action, resource_kind="dataset", resource_id=at.dataset.name,
-                 ip=ip, user_agent=user_agent,
-                 details={"branch": at.ref, "created": result.created, **details},
-                 before={"version": at.version.id}, after={"version": result.version.id})
+@contextmanager
+def audited_commit(ws: Workspace, principal: Principal, action: str,
+                   at: vs.DatasetAt | tuple[str, str, str | None],
+                   details: dict[str, Any] | Callable[[vs.VersionRecord | None], dict[str, Any]],
+                   ip: str | None, user_agent: str | None) -> Iterator[None]:
+    """Record ``action`` in the same catalog transaction as the version the block commits,
+    so no crash can keep an edit and lose its event (or the reverse). A block that commits
+    nothing changed nothing; its event (``created: false``) is recorded after it.
+
+    Args:
+        at: the dataset and branch written (a ``DatasetAt``, or ``(name, branch,
+            head_version_id)`` for a dataset that may not exist yet).
+        details: the event's details, or a function of the new version (None when
+            nothing was committed) that gives them.
+    """
+    if isinstance(at, vs.DatasetAt):
+        name, branch, head = at.dataset.name, at.ref, at.version.id
+    else:
+        name, branch, head = at
+    recorded = False
+
+    def describe(version: vs.VersionRecord | None, created: bool) -> dict[str, Any]:
+        d = details(version) if callable(details) else details
+        return {"branch": branch, "created": created, **d}
+
+    def hook(conn: Connection, version: vs.VersionRecord) -> None:
+        nonlocal recorded
+        audit.record(ws, principal, action, resource_kind="dataset", resource_id=name, ip=ip,
+                     user_agent=user_agent, details=describe(version, True),
+                     before={"version": version.parents[0]}, after={"version": version.id},
+                     conn=conn)
+        recorded = True
+
+    with vs.on_commit(hook):
+        yield
+    if not recorded:
+        version = {"version": head} if head is not None else None
+        audit.record(ws, principal, action, resource_kind="dataset", resource_id=name, ip=ip,
+                     user_agent=user_agent, details=describe(None, False), before=version,
+                     after=version)
 
 
 def remap(ws: Workspace, principal: Principal, spec: str, mapping: dict[str, str], *,
@@ -506,9 +539,8 @@ def remap(ws: Workspace, principal: Principal, spec: str, mapping: dict[str, str
           user_agent: str | None = None) -> vs.CommitResult:
     """Rename or merge classes on a branch; needs unsliced ``dataset.write``; audited."""
     at = whole_dataset(ws, principal, spec, "remapping classes")
-    result = edit.remap(ws, spec, mapping, message=message, author=principal.username)
-    _audit_commit(ws, principal, "dataset.remap", at, result, {"map": mapping}, ip, user_agent)
-    return result
+    with audited_commit(ws, principal, "dataset.remap", at, {"map": mapping}, ip, user_agent):
+        return edit.remap(ws, spec, mapping, message=message, author=principal.username)
 
 
 def split(ws: Workspace, principal: Principal, spec: str, ratios: dict[str, float], *,
@@ -517,12 +549,11 @@ def split(ws: Workspace, principal: Principal, spec: str, ratios: dict[str, floa
           user_agent: str | None = None) -> vs.CommitResult:
     """Assign every sample a split; needs unsliced ``dataset.write``; audited."""
     at = whole_dataset(ws, principal, spec, "assigning splits")
-    result = edit.split(ws, spec, ratios, stratify=stratify, group_by=group_by, seed=seed,
-                        message=message, author=principal.username)
-    _audit_commit(ws, principal, "dataset.split", at, result,
-                  {"ratios": ratios, "stratify": stratify, "group_by": group_by, "seed": seed},
-                  ip, user_agent)
-    return result
+    with audited_commit(ws, principal, "dataset.split", at,
+                        {"ratios": ratios, "stratify": stratify, "group_by": group_by, "seed": seed},
+                        ip, user_agent):
+        return edit.split(ws, spec, ratios, stratify=stratify, group_by=group_by, seed=seed,
+                          message=message, author=principal.username)
 
 
 def create_tag(ws: Workspace, principal: Principal, spec: str, tag: str, *, ip: str | None = None,
@@ -554,10 +585,9 @@ def merge(ws: Workspace, principal: Principal, name: str, source: str, *,
           user_agent: str | None = None) -> vs.CommitResult:
     """Merge ``source`` into branch ``into``; needs unsliced ``dataset.write``; audited."""
     at = whole_dataset(ws, principal, f"{name}@{into}", "merging")
-    result = diff_service.merge(ws, name, source, into=into, message=message,
-                                author=principal.username)
-    _audit_commit(ws, principal, "dataset.merge", at, result, {"source": source}, ip, user_agent)
-    return result
+    with audited_commit(ws, principal, "dataset.merge", at, {"source": source}, ip, user_agent):
+        return diff_service.merge(ws, name, source, into=into, message=message,
+                                  author=principal.username)
 
 
 def labeling_queue(ws: Workspace, principal: Principal) -> list[dict[str, Any]]:

@@ -135,15 +135,12 @@ def import_predictions(ws: Workspace, principal: Principal, spec: str, source_fi
     from viewfinder.services import predictions
 
     at = access.whole_dataset(ws, principal, spec, "importing predictions")
-    result = predictions.import_predictions(ws, spec, source_file, model=model, format=format,
-                                            annotations=annotations, on_error=on_error,
-                                            message=message, author=principal.username)
-    audit.record(ws, principal, "dataset.import_predictions", resource_kind="dataset",
-                 resource_id=at.dataset.name, ip=ip, user_agent=user_agent,
-                 details={"model": model, "format": format, "file": str(source_file),
-                          "branch": at.ref},
-                 before={"version": at.version.id}, after={"version": result.version.id})
-    return result
+    with access.audited_commit(ws, principal, "dataset.import_predictions", at,
+                               {"model": model, "format": format, "file": str(source_file)},
+                               ip, user_agent):
+        return predictions.import_predictions(ws, spec, source_file, model=model, format=format,
+                                              annotations=annotations, on_error=on_error,
+                                              message=message, author=principal.username)
 
 
 def similar(ws: Workspace, principal: Principal, spec: str, sample_id: str, k: int = 10,

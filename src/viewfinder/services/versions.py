@@ -5,6 +5,8 @@ build the change from that head, write the Lance tables, then insert the version
 move the branch in the same catalog transaction. So a commit is never lost to a
 concurrent one (the second waits and builds on the first), and a crash before the
 catalog commit leaves only an orphan table version, never a half-visible version.
+Hooks registered with :func:`on_commit` run inside that same transaction (the audit
+event of an edit commits or rolls back with its version).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from __future__ import annotations
 import getpass
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy.engine import Connection
 
 from viewfinder.errors import AlreadyExists, InvalidInput, RefNotFound
 from viewfinder.storage import duck
@@ -34,6 +39,8 @@ from viewfinder.storage.tables import DatasetTables, TableChange
 from viewfinder.storage.workspace import Workspace
 
 DEFAULT_BRANCH = "main"
+CommitHook = Callable[[Connection, "VersionRecord"], None]
+_commit_hooks: ContextVar[tuple[CommitHook, ...]] = ContextVar("commit_hooks", default=())
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -258,7 +265,21 @@ def commit(ws: Workspace, dataset: DatasetRecord, branch: str,
 
             c.execute(datasets_table.update().where(datasets_table.c.id == dataset.id)
                       .values(classes=changes.classes))
+        for hook in _commit_hooks.get():
+            hook(c, v)
     return CommitResult(v, True)
+
+
+@contextmanager
+def on_commit(hook: CommitHook) -> Iterator[None]:
+    """Run ``hook(connection, version)`` for each version committed inside this block, in
+    the catalog transaction that creates the version: if the hook fails, the version is
+    not created. (Context-local: other threads' commits do not see it.)"""
+    token = _commit_hooks.set((*_commit_hooks.get(), hook))
+    try:
+        yield
+    finally:
+        _commit_hooks.reset(token)
 
 
 def branch_of(ws: Workspace, at: DatasetAt) -> str:

@@ -180,6 +180,34 @@ def test_whole_dataset_edits_need_an_unsliced_write_and_are_audited(gov: Org, cu
         access.create_tag(gov.ws, eng, "signs", "nope")
 
 
+def test_an_edit_and_its_audit_event_commit_together(gov: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event is written in the version's own catalog transaction: when the audit log
+    cannot be written, the edit does not happen either (no unaudited change)."""
+    eng = gov.user("eng", "data_engineer", ("team", "vision-eu"))
+    head = vs.resolve(gov.ws, "street").version.id
+    real = audit.record
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("conn") is not None:
+            raise RuntimeError("audit log unavailable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audit, "record", failing)
+    with pytest.raises(RuntimeError, match="audit log unavailable"):
+        access.remap(gov.ws, eng, "street", {"car": "vehicle"})
+    assert vs.resolve(gov.ws, "street").version.id == head           # the edit rolled back
+    monkeypatch.setattr(audit, "record", real)
+    res = access.remap(gov.ws, eng, "street", {"car": "vehicle"})
+    ev = [e for e in audit.query(gov.ws, audit.AuditFilter(actor="eng")) if e.action == "dataset.remap"]
+    assert len(ev) == 1 and ev[0].after == {"version": res.version.id}
+    assert ev[0].before == {"version": head} and ev[0].details["created"] is True
+    again = access.remap(gov.ws, eng, "street", {"car": "vehicle"})  # nothing left to rename
+    assert not again.created
+    last = audit.query(gov.ws, audit.AuditFilter(actor="eng"))
+    assert [e.details["created"] for e in last if e.action == "dataset.remap"].count(False) == 1
+    assert audit.verify(gov.ws).ok
+
+
 def test_python_api_with_a_token_obeys_the_same_slice(gov: Org, curator) -> None:  # type: ignore[no-untyped-def]
     """An ML engineer's script with a curator's token: the Python API is no back door."""
     import viewfinder as vf
