@@ -83,13 +83,12 @@ def _bindings(ws: Workspace, principal: Principal) -> list[_Binding]:
     """The principal's bindings; none for a deactivated user."""
     if principal.user_id is None:
         return []
-    with ws.catalog.engine.connect() as c:
-        active = c.execute(sa.select(users.c.is_active).where(users.c.id == principal.user_id)).scalar()
-        if not active:
-            return []
-        rows = c.execute(sa.select(role_bindings.c.role, role_bindings.c.scope_kind,
-                                   role_bindings.c.scope_id, role_bindings.c.slice)
-                         .where(role_bindings.c.user_id == principal.user_id)).all()
+    q = (sa.select(role_bindings.c.role, role_bindings.c.scope_kind, role_bindings.c.scope_id,
+                   role_bindings.c.slice)
+         .select_from(users.join(role_bindings, role_bindings.c.user_id == users.c.id))
+         .where(users.c.id == principal.user_id, users.c.is_active == sa.true()))
+    with ws.catalog.engine.connect() as c:  # one query: every request decides at least once
+        rows = c.execute(q).all()
     return [_Binding(Role(r.role), r.scope_kind, r.scope_id, r.slice) for r in rows]
 
 

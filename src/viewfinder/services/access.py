@@ -48,9 +48,10 @@ class SampleNotFound(NotFound):
     """No sample with that id in the version (or it is outside the caller's slice)."""
 
 
-def _pinned(at: vs.DatasetAt) -> str:
-    """``NAME@VERSION_ID``: later reads in one use case see the version checked first."""
-    return f"{at.dataset.name}@{at.version.id}"
+def _pinned(at: vs.DatasetAt) -> vs.DatasetAt:
+    """``at`` pinned to its version: later reads in one use case see the version checked
+    first, without resolving it again."""
+    return vs.DatasetAt(at.dataset, at.version, at.version.id)
 
 
 def ids_filter(sample_ids: list[str]) -> str:
@@ -71,9 +72,10 @@ def open_dataset(ws: Workspace, principal: Principal, spec: str,
         PermissionDenied: it may read the dataset but not do ``action``.
         RefNotFound: no such branch, tag or version.
     """
-    name, _ref = vs.parse_spec(spec)
-    grant = policy.decide(ws, principal, action, dataset=name)
-    return vs.resolve(ws, spec), grant
+    name, ref = vs.parse_spec(spec)
+    dataset = ws.catalog.get_dataset(name)
+    grant = policy.decide(ws, principal, action, dataset=dataset)
+    return vs.resolve_in(ws, dataset, ref), grant
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -96,14 +98,29 @@ def list_datasets(ws: Workspace, principal: Principal) -> list[dict[str, Any]]:
     return out
 
 
-def samples_page(ws: Workspace, principal: Principal, spec: str, filter: str | None = None, *,
-                 limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """One page of the matching samples the principal may see, each with its labels."""
+@dataclass(frozen=True)
+class Page:
+    """One page of samples (each with its labels) and the version it was read from."""
+
+    version_id: str
+    rows: list[dict[str, Any]]
+
+
+def page(ws: Workspace, principal: Principal, spec: str, filter: str | None = None, *,
+         limit: int = 100, offset: int = 0) -> Page:
+    """One page of the matching samples the principal may see, each with its labels, and
+    the version that ``spec``'s ref pointed to (one policy decision for both)."""
     at, grant = open_dataset(ws, principal, spec)
     rows = look.samples_page(ws, _pinned(at), combine_filter(grant.slice, filter),
                              limit=limit, offset=offset)
     _remember_hashes(ws, at, grant, rows)  # the grid asks for these thumbnails next
-    return rows
+    return Page(at.version.id, rows)
+
+
+def samples_page(ws: Workspace, principal: Principal, spec: str, filter: str | None = None, *,
+                 limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """One page of the matching samples the principal may see, each with its labels."""
+    return page(ws, principal, spec, filter, limit=limit, offset=offset).rows
 
 
 def count(ws: Workspace, principal: Principal, spec: str, filter: str | None = None) -> int:
@@ -378,7 +395,7 @@ def export(ws: Workspace, principal: Principal, spec: str, out: str | Path, form
     """Export the matching visible samples to a training format; audited as
     ``dataset.export``."""
     at, grant = open_dataset(ws, principal, spec, Action.DATASET_EXPORT)
-    result = export_service.export(ws, _pinned(at), format, out,
+    result = export_service.export(ws, f"{at.dataset.name}@{at.version.id}", format, out,
                                    filter=combine_filter(grant.slice, filter), images=images)
     audit.record(ws, principal, "dataset.export", resource_kind="dataset",
                  resource_id=at.dataset.name, ip=ip, user_agent=user_agent,

@@ -14,7 +14,7 @@ from viewfinder.storage.workspace import Workspace
 
 __all__ = ["VersionReader", "count", "samples_page", "samples_with_labels", "stats"]
 
-def samples_page(ws: Workspace, spec: str, filter: str | None = None, *, limit: int = 100,
+def samples_page(ws: Workspace, spec: vs.Spec, filter: str | None = None, *, limit: int = 100,
                  offset: int = 0, with_labels: bool = True) -> list[dict[str, Any]]:
     """One page of matching samples (by key order), each with its labels."""
     at = vs.resolve(ws, spec)
@@ -51,7 +51,7 @@ def samples_page(ws: Workspace, spec: str, filter: str | None = None, *, limit: 
     return out
 
 
-def count(ws: Workspace, spec: str, filter: str | None = None) -> int:
+def count(ws: Workspace, spec: vs.Spec, filter: str | None = None) -> int:
     at = vs.resolve(ws, spec)
     if not filter:
         return int(at.version.summary["samples"])
@@ -59,7 +59,7 @@ def count(ws: Workspace, spec: str, filter: str | None = None) -> int:
         return int(r.query("SELECT count(*) AS n FROM {m}").column("n")[0].as_py())
 
 
-def stats(ws: Workspace, spec: str, filter: str | None = None) -> dict[str, Any]:
+def stats(ws: Workspace, spec: vs.Spec, filter: str | None = None) -> dict[str, Any]:
     """Samples, labels, per-class and per-split counts, and the box-size distribution.
 
     Without a filter everything comes from the version's stored summary (no scan).

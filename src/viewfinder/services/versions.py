@@ -39,6 +39,7 @@ from viewfinder.storage.tables import DatasetTables, TableChange
 from viewfinder.storage.workspace import Workspace
 
 DEFAULT_BRANCH = "main"
+Spec = str | DatasetAt  # NAME[@REF], or a dataset already resolved at a version
 CommitHook = Callable[[Connection, "VersionRecord"], None]
 _commit_hooks: ContextVar[tuple[CommitHook, ...]] = ContextVar("commit_hooks", default=())
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -70,11 +71,19 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (ref or None)
 
 
-def resolve(ws: Workspace, spec: str, default_ref: str = DEFAULT_BRANCH) -> DatasetAt:
+def resolve(ws: Workspace, spec: Spec, default_ref: str = DEFAULT_BRANCH) -> DatasetAt:
+    """The dataset and version ``spec`` names (a ``DatasetAt`` is returned as it is)."""
+    if isinstance(spec, DatasetAt):
+        return spec
     name, ref = parse_spec(spec)
-    ds = ws.catalog.get_dataset(name)
+    return resolve_in(ws, ws.catalog.get_dataset(name), ref, default_ref)
+
+
+def resolve_in(ws: Workspace, dataset: DatasetRecord, ref: str | None,
+               default_ref: str = DEFAULT_BRANCH) -> DatasetAt:
+    """``dataset`` at ``ref`` (a branch, tag, version id or id prefix; default ``main``)."""
     ref = ref or default_ref
-    return DatasetAt(ds, resolve_ref_name(ws.catalog, ds, ref), ref)
+    return DatasetAt(dataset, resolve_ref_name(ws.catalog, dataset, ref), ref)
 
 
 def create_dataset(ws: Workspace, name: str, *, author: str | None = None,
@@ -293,7 +302,7 @@ def branch_of(ws: Workspace, at: DatasetAt) -> str:
 
 # -- history -------------------------------------------------------------------------
 
-def log(ws: Workspace, spec: str) -> list[VersionRecord]:
+def log(ws: Workspace, spec: Spec) -> list[VersionRecord]:
     """Versions reachable from the ref, newest first (first-parent order, then the rest)."""
     at = resolve(ws, spec)
     allv = ws.catalog.all_versions(at.dataset.id)
@@ -316,7 +325,7 @@ def refs_by_version(ws: Workspace, dataset: DatasetRecord) -> dict[str, list[Ref
     return out
 
 
-def tag(ws: Workspace, spec: str, tag_name: str, *, protected: bool = False) -> RefRecord:
+def tag(ws: Workspace, spec: Spec, tag_name: str, *, protected: bool = False) -> RefRecord:
     """Give the version at ``spec`` a fixed name."""
     check_name("tag", tag_name)
     at = resolve(ws, spec)

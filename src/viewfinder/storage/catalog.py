@@ -490,6 +490,13 @@ class Catalog:
                                                     versions.c.id == version_id), c)
         return _version(row) if row else None
 
+    def get_version_at_ref(self, dataset_id: str, name: str) -> VersionRecord | None:
+        """The version a branch or tag points to (one query: every request resolves one)."""
+        row = self._first(sa.select(versions).join(
+            refs, sa.and_(refs.c.dataset_id == versions.c.dataset_id, refs.c.version_id == versions.c.id))
+            .where(refs.c.dataset_id == dataset_id, refs.c.name == name), None)
+        return _version(row) if row else None
+
     def find_versions_by_prefix(self, dataset_id: str, prefix: str) -> list[str]:
         with self.engine.connect() as c:
             return [r.id for r in c.execute(
@@ -528,10 +535,8 @@ class Catalog:
 
 def resolve_ref_name(catalog: Catalog, dataset: DatasetRecord, ref: str) -> VersionRecord:
     """A version from a branch name, tag name, full version id or unique id prefix."""
-    r = catalog.get_ref(dataset.id, ref)
-    if r is not None:
-        v = catalog.get_version(dataset.id, r.version_id)
-        assert v is not None
+    v = catalog.get_version_at_ref(dataset.id, ref)
+    if v is not None:
         return v
     v = catalog.get_version(dataset.id, ref)
     if v is not None:

@@ -97,10 +97,8 @@ def samples_page(name: str, ws: WorkspaceDep, principal: UserDep, ref: RefQuery 
 
     from viewfinder.services import access
 
-    at, _grant = access.open_dataset(ws, principal, _spec(name, ref))
-    version = at.version.id
-    rows = access.samples_page(ws, principal, _spec(name, version), filter or None,
-                               limit=limit + 1, offset=offset)
+    page = access.page(ws, principal, _spec(name, ref), filter or None, limit=limit + 1, offset=offset)
+    version, rows = page.version_id, page.rows
     body = {"dataset": name, "version": version,
             "samples": [_sample(name, version, r) for r in rows[:limit]],
             "next_offset": offset + limit if len(rows) > limit else None}
@@ -130,9 +128,8 @@ def sample_detail(name: str, sample_id: str, ws: WorkspaceDep, principal: UserDe
         d = access.sample_detail(ws, principal, _spec(name, ref), sample_id)
         version, row, changes = d["version"], d["sample"], d["history"]
     else:
-        at, _grant = access.open_dataset(ws, principal, _spec(name, ref))
-        version, changes = at.version.id, []
-        rows = access.samples_page(ws, principal, _spec(name, version), id_filter(sample_id), limit=1)
+        page = access.page(ws, principal, _spec(name, ref), id_filter(sample_id), limit=1)
+        version, rows, changes = page.version_id, page.rows, []
         if not rows:
             raise access.SampleNotFound(f"no sample {sample_id!r} in {name}@{ref}", dataset=name,
                                         record=sample_id)
