@@ -47,3 +47,29 @@ def test_unfiltered_stats_come_from_the_version_summary(street: Workspace) -> No
     f = look.stats(street._ws, "street", "width > 0")
     assert s["classes"] == f["classes"] and s["splits"] == f["splits"]
     assert s["box_sizes"]["buckets"] == f["box_sizes"]["buckets"]
+
+
+def test_later_pages_of_a_filter_are_slices_of_one_match_and_equal_a_fresh_scan(
+        street: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scrolling a grid: every page under one filter (and the count) equals what the
+    tables say, though the filter ran once; findings filters are never kept."""
+    inner = street._ws
+    flt = 'label.class == "car" or split == "val"'
+    n = look.count(inner, "street", flt)
+    plain = [look.samples_page(inner, "street", flt, limit=3, offset=o) for o in range(0, n + 3, 3)]
+    monkeypatch.setattr(query_cache, "MIN_LABELS", 0)
+    runs = []
+    real = look.VersionReader.query
+
+    def counting(self, sql, params=None):  # type: ignore[no-untyped-def]
+        runs.append(sql)
+        return real(self, sql, params)
+
+    monkeypatch.setattr(look.VersionReader, "query", counting)
+    cached = [look.samples_page(inner, "street", flt, limit=3, offset=o) for o in range(0, n + 3, 3)]
+    assert cached == plain and cached[-1] == [] and look.count(inner, "street", flt) == n
+    assert len(runs) == 1                                   # one filter run for all pages
+    runs.clear()
+    look.samples_page(inner, "street", 'finding.kind == "duplicate"', limit=3)
+    look.samples_page(inner, "street", 'finding.kind == "duplicate"', limit=3, offset=3)
+    assert len(runs) == 2                                   # findings change: not kept
