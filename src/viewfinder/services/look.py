@@ -26,8 +26,8 @@ class _MatchCache:
     (a rescan replaces a version's findings). Bounded by bytes, least recently used out.
     """
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self, max_bytes: int, max_entries: int) -> None:
+        self.max_bytes, self.max_entries = max_bytes, max_entries
         self._entries: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -47,12 +47,13 @@ class _MatchCache:
                 return
             self._entries[key] = ranks
             self._bytes += ranks.nbytes
-            while self._bytes > self.max_bytes:
+            while self._bytes > self.max_bytes or len(self._entries) > self.max_entries:
                 self._bytes -= self._entries.popitem(last=False)[1].nbytes
 
 
-MATCH_CACHE_BYTES = 256 * 1024 * 1024
-_matches = _MatchCache(MATCH_CACHE_BYTES)
+MATCH_CACHE_BYTES = 256 * 1024 * 1024  # a filter matching 1M samples takes 8 MB
+MATCH_CACHE_ENTRIES = 1024
+_matches = _MatchCache(MATCH_CACHE_BYTES, MATCH_CACHE_ENTRIES)
 
 
 def _matching_ranks(r: VersionReader, filter: str | None) -> np.ndarray | None:
