@@ -14,6 +14,7 @@ million labels, where a full scan per query costs hundreds of milliseconds.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
@@ -51,11 +52,26 @@ def wanted(version: VersionRecord) -> bool:
 
 
 def build(ws: Workspace, dataset: DatasetRecord, version: VersionRecord) -> Path:
-    """Build the copy for ``version`` if it is not there yet; returns its path."""
+    """Build the copy for ``version`` if it is not there yet; returns its path.
+
+    One process builds while the others (server workers asked for the same new version)
+    wait for it on a lock file, then read its copy: building takes tens of seconds and
+    all the CPU at a million samples, so it must not run once per process."""
     path = cache_path(ws, dataset, version)
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.stem}.lock"), "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not path.exists():  # built while this process waited
+                _build(ws, dataset, version, path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return path
+
+
+def _build(ws: Workspace, dataset: DatasetRecord, version: VersionRecord, path: Path) -> None:
     started = time.perf_counter()
     log.info("building the query cache of version %s (%s labels); once per version",
              version.id, f"{version.summary.get('labels', 0):,}")
@@ -79,13 +95,13 @@ def build(ws: Workspace, dataset: DatasetRecord, version: VersionRecord) -> Path
     os.replace(tmp, path)
     _prune(path.parent)
     log.info("query cache of version %s built in %.1f s", version.id, time.perf_counter() - started)
-    return path
 
 
 def _prune(folder: Path) -> None:
     copies = sorted(folder.glob("*.duckdb"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in copies[KEEP_PER_DATASET:]:
         old.unlink(missing_ok=True)  # an open connection keeps reading its copy
+        old.with_name(f".{old.stem}.lock").unlink(missing_ok=True)
 
 
 def connect(ws: Workspace, dataset: DatasetRecord, version: VersionRecord) -> duckdb.DuckDBPyConnection | None:

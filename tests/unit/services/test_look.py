@@ -73,3 +73,49 @@ def test_later_pages_of_a_filter_are_slices_of_one_match_and_equal_a_fresh_scan(
     look.samples_page(inner, "street", 'finding.kind == "duplicate"', limit=3)
     look.samples_page(inner, "street", 'finding.kind == "duplicate"', limit=3, offset=3)
     assert len(runs) == 2                                   # findings change: not kept
+
+
+def test_concurrent_first_queries_build_the_query_cache_once(street: Workspace,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Server workers asked for a new version at once: one builds, the others wait and
+    read its copy (a build is tens of seconds of all cores at scale)."""
+    import threading
+
+    monkeypatch.setattr(query_cache, "MIN_LABELS", 0)
+    builds = []
+    real = query_cache._build
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        builds.append(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(query_cache, "_build", counting)
+    inner = street._ws
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda: counts.append(look.count(inner, "street", 'split == "train"')))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len(set(counts)) == 1 and len(counts) == 4
+
+
+def test_a_server_builds_branch_heads_query_caches_ahead(street: Workspace,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first curator to open a new version at scale does not wait for its cache."""
+    from viewfinder.server.warmup import CacheWarmer
+
+    monkeypatch.setattr(query_cache, "MIN_LABELS", 0)
+    inner = street._ws
+    from viewfinder.services import versions as vs
+
+    vs.branch(inner, "street", "fix")                       # same head: built once
+    warmer = CacheWarmer(inner)
+    built = warmer.warm_once()
+    head = inner.catalog.get_ref(inner.catalog.get_dataset("street").id, "main")
+    assert head is not None and built == [head.version_id]
+    assert list(inner.path.joinpath("cache", "query").rglob("*.duckdb"))
+    assert warmer.warm_once() == []                         # nothing left to build
+    warmer.start()
+    warmer.stop()
