@@ -61,8 +61,8 @@ class BlobStore:
         return f"{self.root}/{blob_relpath(content_hash)}"
 
     def exists(self, content_hash: str) -> bool:
-        if self.is_local:
-            return self._local(content_hash).exists()
+        if self.is_local:  # a plain os call: a re-import asks once per image
+            return os.path.exists(f"{self._local_root}/blobs/{content_hash[:2]}/{content_hash}")
         return bool(self.fs.exists(self._remote(content_hash)))
 
     def put_file(self, src: str | Path, content_hash: str) -> bool:
