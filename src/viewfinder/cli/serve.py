@@ -28,6 +28,12 @@ def serve_cmd(
     keep_alive: Annotated[int, typer.Option(min=1, max=600, help=(
         "Seconds an idle HTTP connection stays open. Longer than a person looks at a page, so "
         "a browser rarely reuses a connection the server is closing at that moment."))] = 75,
+    export_retention_days: Annotated[float | None, typer.Option(min=0.001, help=(
+        "Days a finished export stays downloadable before its archive is deleted "
+        "(default 7, or $VIEWFINDER_EXPORT_RETENTION_DAYS)."))] = None,
+    warm_query_caches: Annotated[float, typer.Option(min=0, help=(
+        "Seconds between looks for new branch heads whose query cache (large versions) is "
+        "built ahead of the first page a user opens; 0 turns it off."))] = 30.0,
 ) -> None:
     """Serve the REST API (/api/v1, schema at /api/v1/openapi.json) and the web UI.
 
@@ -43,7 +49,9 @@ def serve_cmd(
     settings = Settings(workspace=find_workspace(workspace_path), secure_cookies=secure_cookies,
                         max_body_bytes=int(max_body_mb * 1024 * 1024),
                         session_ttl_s=int(session_hours * 3600), thumbnail_size=thumbnail_size,
-                        job_workers=job_workers)
+                        job_workers=job_workers, warm_query_caches=warm_query_caches,
+                        **({"export_retention_days": export_retention_days}
+                           if export_retention_days is not None else {}))
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
     err.print(f"Serving workspace {settings.workspace} on http://{host}:{port} "
               f"({workers} process{'es' if workers > 1 else ''}); API docs at /api/v1/docs",

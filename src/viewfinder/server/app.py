@@ -31,6 +31,14 @@ from viewfinder.server.thumbnails import ALLOWED_SIZES, ThumbnailCache
 from viewfinder.storage.workspace import Workspace, open_workspace
 
 API_PREFIX = "/api/v1"
+RETENTION_ENV = "VIEWFINDER_EXPORT_RETENTION_DAYS"
+
+
+def _env_default(name: str, default: float) -> float | str:
+    """``$name`` (validated by the field) or ``default``."""
+    import os
+
+    return os.environ.get(name) or default
 
 
 class Settings(BaseModel):
@@ -43,6 +51,12 @@ class Settings(BaseModel):
         session_ttl_s: how long a browser keeps the session cookie.
         thumbnail_size: thumbnail edge in pixels when a request names none.
         job_workers: threads running background jobs (exports) in this process.
+        export_retention_days: how long a finished export's archive stays downloadable;
+            then it is deleted from the object store (default: 7, or
+            ``$VIEWFINDER_EXPORT_RETENTION_DAYS``).
+        warm_query_caches: build branch heads' query caches in the background, ahead of
+            the first page a user opens (``server.warmup``); 0 turns it off, else the
+            seconds between two looks for new heads.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,6 +67,10 @@ class Settings(BaseModel):
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
     thumbnail_size: int = Field(default=256, ge=1, le=max(ALLOWED_SIZES))
     job_workers: int = Field(default=2, ge=1, le=32)
+    export_retention_days: float = Field(
+        default_factory=lambda: _env_default(RETENTION_ENV, 7.0), gt=0, le=3650,
+        validate_default=True)
+    warm_query_caches: float = Field(default=30.0, ge=0)
 
 
 class ServerState:
@@ -70,7 +88,10 @@ class ServerState:
     def jobs(self) -> JobRunner:
         with self._jobs_guard:
             if self._jobs is None:
-                self._jobs = JobRunner(self.ws.catalog, workers=self.settings.job_workers)
+                from viewfinder.server import export_jobs
+
+                self._jobs = JobRunner(self.ws.catalog, workers=self.settings.job_workers,
+                                       retention={export_jobs.KIND: export_jobs.retention(self)})
             return self._jobs
 
     def check_catalog(self) -> None:
@@ -100,13 +121,14 @@ def create_app(settings: Settings) -> FastAPI:
     Raises:
         WorkspaceNotFound: no workspace at ``settings.workspace``.
     """
-    from viewfinder.server import errors
+    from viewfinder.server import api_docs, errors
     from viewfinder.server.api import router as api_router
     from viewfinder.server.middleware import (
         BodyLimitMiddleware,
         SecurityHeadersMiddleware,
         ServerTimingMiddleware,
     )
+    from viewfinder.server.ui import pages_jobs
     from viewfinder.server.ui import router as ui_router
 
     state = ServerState(settings, open_workspace(settings.workspace))
@@ -114,9 +136,18 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.ws.catalog  # noqa: B018 - open (and upgrade) the catalog before serving
+        state.jobs  # noqa: B018 - start the job runner: its sweep deletes expired exports
+        warmer = None
+        if settings.warm_query_caches:
+            from viewfinder.server.warmup import CacheWarmer
+
+            warmer = CacheWarmer(state.ws, interval_s=settings.warm_query_caches)
+            warmer.start()
         try:
             yield
         finally:
+            if warmer is not None:
+                warmer.stop()
             state.close()
 
     from viewfinder import __version__
@@ -124,12 +155,13 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="Viewfinder", version=__version__, lifespan=lifespan,
         description="Versioned, tested, governed computer-vision datasets.",
-        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None,
-        swagger_ui_oauth2_redirect_url=f"{API_PREFIX}/docs/oauth2-redirect")
+        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     app.state.vf = state
     errors.install(app)
     app.include_router(api_router)
+    app.include_router(api_docs.router)  # Swagger UI from the package, not a CDN
     app.include_router(ui_router)
+    app.include_router(pages_jobs.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -124,6 +124,23 @@ class BlobStore:
         os.replace(tmp, dest)
         return True
 
+    def delete(self, content_hash: str) -> None:
+        """Remove a blob (and this host's cached copy of a remote one); a missing blob is
+        no error. Only for blobs nothing else can reference, such as an export archive
+        named by its job: images are shared by every version that has them."""
+        try:
+            if self.is_local:
+                self._local(content_hash).unlink(missing_ok=True)
+                return
+            try:
+                self.fs.rm_file(self._remote(content_hash))
+            except FileNotFoundError:
+                pass
+            if self.cache_dir is not None:
+                (self.cache_dir / blob_relpath(content_hash)).unlink(missing_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot delete blob {content_hash}: {e}") from e
+
     def read(self, content_hash: str) -> bytes:
         try:
             if self.is_local:

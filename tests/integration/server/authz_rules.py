@@ -45,7 +45,8 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): Rule(EVERYONE),
     ("GET", "/api/v1/openapi.json"): Rule(EVERYONE),
     ("GET", "/api/v1/docs"): Rule(EVERYONE),
-    ("GET", "/api/v1/docs/oauth2-redirect"): Rule(EVERYONE),
+    ("GET", "/api/v1/docs/swagger-ui.css"): Rule(EVERYONE),  # Swagger UI, served by the server
+    ("GET", "/api/v1/docs/swagger-ui-bundle.js"): Rule(EVERYONE),
     # auth
     ("POST", "/api/v1/auth/login"): Rule(EVERYONE),
     ("POST", "/api/v1/auth/logout"): Rule(ROLES_ALL),
@@ -65,6 +66,7 @@ API_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/datasets/{name}/checks/latest"): Rule(READERS, READ),
     # exports and jobs (a job is its owner's only)
     ("POST", "/api/v1/datasets/{name}/exports"): Rule(EXPORTERS, WRITE),
+    ("GET", "/api/v1/jobs"): Rule(ROLES_ALL),  # one's own (none: an empty list)
     ("GET", "/api/v1/jobs/{job_id}"): Rule(EXPORTERS, OWN),
     ("GET", "/api/v1/jobs/{job_id}/download"): Rule(EXPORTERS, OWN),
     # administration
@@ -93,6 +95,8 @@ UI_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/datasets/{name}/versions"): Rule(READERS, READ),
     ("GET", "/datasets/{name}/diff"): Rule(READERS, READ),
     ("GET", "/datasets/{name}/quality"): Rule(READERS, READ),
+    ("POST", "/datasets/{name}/exports"): Rule(EXPORTERS, WRITE),  # the browser's Export form
+    ("GET", "/jobs"): Rule(ROLES_ALL),  # one's own jobs
     **{(m, f"/admin/{p}"): Rule(ADMINS, ADMIN) for m, p in (
         ("GET", "users"), ("POST", "users"), ("POST", "users/{username}/deactivate"),
         ("GET", "teams"), ("POST", "teams"), ("POST", "projects"), ("GET", "bindings"),

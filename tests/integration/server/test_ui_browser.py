@@ -419,3 +419,42 @@ def test_overlay_draws_masks_and_polygons_where_they_are(browser: Any, base_url:
     assert result["poly"]["polygons"] == 1
     assert result["polyInside"] > 0 and result["polyOutside"] == 0
     page.close()
+
+
+def test_export_from_the_browser_and_download_it_from_the_jobs_page(
+        browser: Any, base_url: str, demo: Demo) -> None:
+    """A curator narrowed to APAC filters the grid, exports what it shows with the form,
+    follows the job on the Jobs page (updated in place, no reload) and downloads the
+    archive: APAC cars only."""
+    import io
+    import zipfile
+
+    w = _open(browser, base_url, "curator_apac")
+    page = w.page
+    page.goto(f"/datasets/{demo.dataset}")
+    page.click("#class-facet a[data-class='car']")
+    page.wait_for_load_state()
+    form = page.locator("#export-form")
+    assert form.locator("input[name=filter]").input_value() == 'label.class == "car"'
+    assert form.locator("input[name=ref]").input_value() == json.loads(
+        page.inner_text("#vf-data"))["version"]  # the version the page shows
+    form.locator("select[name=format]").select_option("yolo")
+    w.shot("14-export-form")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url("**/jobs")
+    assert "Exporting street" in page.inner_text("#flash")
+    assert page.locator("header nav a.active").inner_text() == "Jobs"
+    page.evaluate("() => { window.vfSamePage = true; }")  # gone if the page reloads
+    row = page.locator("#jobs tbody tr").first
+    expect(row).to_have_attribute("data-status", "succeeded", timeout=60_000)
+    assert page.evaluate("() => window.vfSamePage === true")  # updated in place by jobs.js
+    assert "yolo" in row.locator("td.kind").inner_text()
+    w.shot("15-jobs")
+    with page.expect_download() as dl:
+        row.locator("td.download a").click()
+    with zipfile.ZipFile(io.BytesIO(Path(dl.value.path()).read_bytes())) as z:
+        images = [n for n in z.namelist() if n.lower().endswith(".jpg")]
+    expected = _expected_count(demo, demo.dataset, 'metadata.region == "APAC" and label.class == "car"')
+    assert 0 < len(images) == expected < _expected_count(demo, demo.dataset, 'label.class == "car"')
+    w.assert_clean()
+    page.context.close()

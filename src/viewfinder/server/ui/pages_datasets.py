@@ -95,6 +95,7 @@ def browse(request: Request, name: str, ws: WorkspaceDep, page: PageUserDep,
            ref: RefQuery = "main", filter: FilterQuery = "") -> HTMLResponse:
     """The dataset browser: filter bar, class and split counts, and the image grid."""
     from viewfinder.governance.roles import Action
+    from viewfinder.server.ui.pages_jobs import export_form
     from viewfinder.services import access
     from viewfinder.services import versions as vs
 
@@ -127,6 +128,7 @@ def browse(request: Request, name: str, ws: WorkspaceDep, page: PageUserDep,
                       "class_index": colors, "page_size": PAGE_SIZE, "can_tag": can_tag},
         "facet_class": lambda n: _node_text("label.class", n),
         "facet_split": lambda n: _node_text("split", None if n == vs.NO_SPLIT else n),
+        "export_form": export_form(ws, p, name, version, "" if filter_error else filter),
     }
     return render(request, "dataset.html", context, status_code=400 if filter_error else 200)
 
