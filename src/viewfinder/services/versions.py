@@ -138,12 +138,16 @@ def summarize(tables: DatasetTables, samples_version: int, labels_version: int) 
     con = duck.connect(s=s, l=lab)
     splits = duck.query(con, "SELECT coalesce(split, ?) AS k, count(*) AS n FROM s GROUP BY 1 ORDER BY 1",
                         [NO_SPLIT]).to_pylist()
-    # label counts are of the ground truth; predictions (labels of a model run) are counted apart
+    # label counts are of the ground truth; predictions (labels of a model run) are counted
+    # apart: both from one scan of the labels (the table is read once per aggregate pass)
+    groups = duck.query(con, f"""SELECT ({GROUND_TRUTH_SQL}) AS gt, class_name AS k, source,
+        {_PER_CLASS_AGGREGATES} FROM l GROUP BY ALL""").to_pylist()
     stats = label_stats(lambda sql: duck.query(con, sql).to_pylist(),
-                        f"(SELECT * FROM l WHERE {GROUND_TRUTH_SQL})")
-    predictions = {r["k"]: r["n"] for r in duck.query(
-        con, f"SELECT source AS k, count(*) AS n FROM l WHERE NOT ({GROUND_TRUTH_SQL}) "
-             "GROUP BY 1 ORDER BY 1").to_pylist()}
+                        f"(SELECT * FROM l WHERE {GROUND_TRUTH_SQL})",
+                        per_class=_merge_class_groups([g for g in groups if g["gt"]]))
+    predictions: dict[str, int] = {}
+    for g in sorted((g for g in groups if not g["gt"]), key=lambda g: g["source"]):
+        predictions[g["source"]] = predictions.get(g["source"], 0) + g["n"]
     con.close()
     out = {"samples": sum(r["n"] for r in splits), "splits": {r["k"]: r["n"] for r in splits}, **stats}
     if predictions:
@@ -158,15 +162,37 @@ EXACT_QUANTILES_UP_TO = 1_000_000
 system sample of about that many (a distribution does not need every row)."""
 
 
-def label_stats(run: Callable[[str], list[dict[str, Any]]], labels: str) -> dict[str, Any]:
-    """``labels``, ``classes`` and ``box_sizes`` of the label rows ``labels`` (a table or
-    a subquery), with ``run(sql) -> rows``."""
-    per_class = run(f"""SELECT class_name AS k, count(*) AS n,
+_PER_CLASS_AGGREGATES = """count(*) AS n,
             count(*) FILTER (WHERE area < 1024) AS small,
             count(*) FILTER (WHERE area >= 1024 AND area < 9216) AS medium,
             count(*) FILTER (WHERE area >= 9216) AS large,
-            min(w) AS w_min, max(w) AS w_max, min(h) AS h_min, max(h) AS h_max
-        FROM {labels} GROUP BY 1 ORDER BY 1""")
+            min(w) AS w_min, max(w) AS w_max, min(h) AS h_min, max(h) AS h_max"""
+
+
+def _merge_class_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-class rows from rows per (class, source): counts summed, extremes combined."""
+    out: dict[str, dict[str, Any]] = {}
+    for g in groups:
+        r = out.get(g["k"])
+        if r is None:
+            out[g["k"]] = {k: g[k] for k in ("k", "n", "small", "medium", "large",
+                                            "w_min", "w_max", "h_min", "h_max")}
+            continue
+        for k in ("n", "small", "medium", "large"):
+            r[k] += g[k]
+        for k, fn in (("w_min", min), ("w_max", max), ("h_min", min), ("h_max", max)):
+            vals = [v for v in (r[k], g[k]) if v is not None]
+            r[k] = fn(vals) if vals else None
+    return [out[k] for k in sorted(out)]
+
+
+def label_stats(run: Callable[[str], list[dict[str, Any]]], labels: str,
+                per_class: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``labels``, ``classes`` and ``box_sizes`` of the label rows ``labels`` (a table or
+    a subquery), with ``run(sql) -> rows``; ``per_class`` when the caller has counted
+    them already (rows of ``k`` and :data:`_PER_CLASS_AGGREGATES`)."""
+    if per_class is None:
+        per_class = run(f"SELECT class_name AS k, {_PER_CLASS_AGGREGATES} FROM {labels} GROUP BY 1 ORDER BY 1")
     n = sum(r["n"] for r in per_class)
     sample = (f"USING SAMPLE {100 * EXACT_QUANTILES_UP_TO / n:.4f}% (system, 7)"
               if n > EXACT_QUANTILES_UP_TO else "")
