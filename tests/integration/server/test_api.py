@@ -208,6 +208,14 @@ def test_viewfinder_serve_with_two_worker_processes(demo: Demo) -> None:
                 page = c.get(f"/api/v1/datasets/{demo.dataset}/samples", params={"limit": 5})
                 assert page.status_code == 200 and len(page.json()["samples"]) == 5
             assert c.get("/api/v1/openapi.json").json()["info"]["title"] == "Viewfinder"
+            # small answers are not held back by Nagle's algorithm waiting for the client's
+            # delayed ACK (~40 ms each, every time, when TCP_NODELAY is off)
+            took = []
+            for _ in range(21):
+                t = time.perf_counter()
+                assert c.get("/healthz").status_code == 200
+                took.append(time.perf_counter() - t)
+            assert sorted(took)[10] < 0.030, f"median small answer took {sorted(took)[10] * 1000:.0f} ms"
     finally:
         proc.terminate()
         proc.wait(30)
