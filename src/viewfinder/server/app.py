@@ -113,6 +113,17 @@ class ServerState:
         self.ws.close()
 
 
+def _preload() -> None:
+    """Import what requests need before serving: imported lazily (to keep the CLI fast),
+    the readers' libraries (Lance brings pandas) would otherwise load inside the first
+    requests, while every other request thread waits on the import lock for a second."""
+    import importlib
+
+    for module in ("duckdb", "lance", "PIL.Image", "viewfinder.services.access",
+                   "viewfinder.services.look", "viewfinder.server.thumbnails"):
+        importlib.import_module(module)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """A FastAPI app serving the workspace at ``settings.workspace``.
 
@@ -136,6 +147,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state.ws.catalog  # noqa: B018 - open (and upgrade) the catalog before serving
+        _preload()
         state.jobs  # noqa: B018 - start the job runner: its sweep deletes expired exports
         warmer = None
         if settings.warm_query_caches:

@@ -13,6 +13,8 @@ catalog commit) are orphans, invisible to users.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,10 @@ def _lance() -> Any:
 
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {"samples": schema.SAMPLES, "labels": schema.LABELS}
+OPENED_MAX = 32
+"""Opened table versions kept per process (see :meth:`DatasetTables.open`)."""
+_opened: OrderedDict[tuple[str, int], Any] = OrderedDict()
+_opened_lock = threading.Lock()
 
 
 @dataclass
@@ -73,11 +79,24 @@ class DatasetTables:
         return out
 
     def open(self, table: str, version: int) -> lance.LanceDataset:
+        """The table at ``version``. A Lance version never changes, so the opened dataset
+        is kept (per process, the most recently used few): reading a manifest costs
+        milliseconds, which every grid page and sample detail would pay again."""
+        key = (self.uri(table), int(version))
+        with _opened_lock:
+            ds = _opened.get(key)
+            if ds is not None:
+                _opened.move_to_end(key)
+                return ds
         try:
-            return _lance().dataset(self.uri(table), version=version,
-                                 storage_options=self.storage_options)
+            ds = _lance().dataset(key[0], version=version, storage_options=self.storage_options)
         except (OSError, ValueError) as e:
             raise StorageError(f"cannot open table {table} at version {version}: {e}") from e
+        with _opened_lock:
+            _opened[key] = ds
+            while len(_opened) > OPENED_MAX:
+                _opened.popitem(last=False)
+        return ds
 
     def read(self, table: str, version: int, columns: list[str] | None = None,
              filter: str | None = None) -> pa.Table:
