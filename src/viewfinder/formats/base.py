@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import errno
 import json
 import os
-import shutil
-from collections.abc import Callable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self, overload
 
-from viewfinder.core.types import SourceSample
-from viewfinder.errors import Problem
+from viewfinder.core.types import LabelKind, SourceSample
+from viewfinder.errors import InvalidInput, Problem
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
@@ -75,8 +81,8 @@ def safe_join(root: Path, name: str) -> Path:
     return Path(candidate)
 
 
-def export_join(out: Path, name: str) -> Path:
-    """Join a sample key to an export folder, refusing names that would escape it.
+def export_relpath(name: str) -> str:
+    """A sample key as a normalized relative POSIX path inside an export folder.
 
     Lexical only (no symlink resolution): the export folder is a fresh temporary folder
     that only the exporter writes, and keys were checked when they were imported.
@@ -90,7 +96,29 @@ def export_join(out: Path, name: str) -> Path:
     parts = [p for p in norm.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise UnsafePath(f"cannot export to {name!r}: it escapes the export folder")
-    return Path(os.path.join(os.fspath(out), *parts))
+    return "/".join(parts)
+
+
+def export_join(out: Path, name: str) -> Path:
+    """Join a sample key to an export folder, refusing names that would escape it
+    (see :func:`export_relpath`).
+
+    Raises:
+        UnsafePath: an absolute name or a ``..`` component.
+    """
+    return Path(os.path.join(os.fspath(out), export_relpath(name)))
+
+
+def export_dest(out: str, name: str) -> str:
+    """``out/name`` for a file of an export, as a string (see :func:`export_relpath`).
+
+    Raises:
+        InvalidInput: ``name`` is absolute or would leave ``out``.
+    """
+    try:
+        return f"{out}/{export_relpath(name)}"
+    except UnsafePath as e:
+        raise InvalidInput(f"cannot export {name!r}: {e}", path=name) from None
 
 
 def find_image(root: Path, name: str, folders: list[str]) -> Path | None:
@@ -159,40 +187,308 @@ class ExportItem:
     content_hash: str
 
 
+@dataclass(frozen=True)
+class ExportTables:
+    """The samples and labels of an export as Arrow tables, in export order.
+
+    ``samples`` has one row per sample in key order, with at least ``key``,
+    ``content_hash``, ``width``, ``height`` and ``split``. ``labels`` has one row per label,
+    grouped by sample in that order and in a fixed order within a sample, with at least
+    ``sample_index`` (the sample's row in ``samples``), ``kind``, ``class_name``, ``x``,
+    ``y``, ``w``, ``h`` (the box; null when there is none), ``polygon`` (list of rings)
+    and ``mask`` (COCO RLE as JSON text). Tables read from storage carry every stored
+    column (``storage.schema``); :meth:`from_items` gives just these.
+
+    Exporters that work on columns (YOLO) read these directly: building a Python object
+    per label costs more than writing the whole export.
+    """
+
+    samples: pa.Table
+    labels: pa.Table
+
+    def label_bounds(self) -> list[int]:
+        """``bounds[i]:bounds[i + 1]`` are the rows of sample ``i``'s labels."""
+        import numpy as np
+
+        index = self.labels.column("sample_index").to_numpy()
+        return np.searchsorted(index, np.arange(self.samples.num_rows + 1)).tolist()
+
+    @classmethod
+    def from_items(cls, items: Sequence[ExportItem]) -> ExportTables:
+        """The tables of ``items`` (sorted by key, the way storage hands them over)."""
+        import pyarrow as pa
+
+        order = sorted(items, key=lambda it: it.sample.key)
+        samples = pa.table({
+            "key": pa.array([it.sample.key for it in order], pa.string()),
+            "content_hash": pa.array([it.content_hash for it in order], pa.string()),
+            "width": pa.array([it.sample.width for it in order], pa.int32()),
+            "height": pa.array([it.sample.height for it in order], pa.int32()),
+            "split": pa.array([it.sample.split for it in order], pa.string()),
+        })
+        rows: list[tuple[Any, ...]] = []
+        for i, it in enumerate(order):
+            for lab in it.sample.labels:
+                kind = LabelKind(lab.kind)
+                box = lab.bbox if kind is not LabelKind.CLASSIFICATION else None
+                x, y, w, h = (float(v) for v in box) if box is not None else (None,) * 4
+                rows.append((i, kind.value, lab.class_name, x, y, w, h,
+                             [[float(v) for v in r] for r in lab.polygon] if lab.polygon else None,
+                             _mask_json(lab.mask) if lab.mask else None))
+        names = ["sample_index", "kind", "class_name", "x", "y", "w", "h", "polygon", "mask"]
+        types = [pa.int32(), pa.string(), pa.string(), *[pa.float64()] * 4,
+                 pa.list_(pa.list_(pa.float64())), pa.string()]
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+        labels = pa.table({n: pa.array(c, t) for n, c, t in zip(names, columns, types, strict=True)})
+        return cls(samples, labels)
+
+
+def _mask_json(mask: dict[str, Any]) -> str:
+    """A COCO RLE as JSON text (compressed ``counts`` as bytes become ASCII text)."""
+    counts = mask.get("counts")
+    if isinstance(counts, bytes):
+        mask = {**mask, "counts": counts.decode("ascii")}
+    return json.dumps(mask, sort_keys=True)
+
+
+class ExportItems(Sequence[ExportItem]):
+    """The items of an export read from storage: a sequence of :class:`ExportItem`, built
+    on first use, that also hands its :attr:`tables` to exporters that work on columns.
+
+    Args:
+        tables: every stored column of the samples and labels (see :class:`ExportTables`).
+    """
+
+    def __init__(self, tables: ExportTables) -> None:
+        self.tables = tables
+        self._items: list[ExportItem] | None = None
+
+    def _built(self) -> list[ExportItem]:
+        if self._items is None:
+            from viewfinder.storage.rows import sample_from_row
+
+            samples = self.tables.samples.to_pylist()
+            labels = self.tables.labels.to_pylist()
+            bounds = self.tables.label_bounds()
+            self._items = [ExportItem(sample_from_row(s, labels[bounds[i]:bounds[i + 1]]),
+                                      s["content_hash"]) for i, s in enumerate(samples)]
+        return self._items
+
+    def __len__(self) -> int:
+        return self.tables.samples.num_rows
+
+    @overload
+    def __getitem__(self, i: int) -> ExportItem: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[ExportItem]: ...
+
+    def __getitem__(self, i: int | slice) -> ExportItem | Sequence[ExportItem]:
+        return self._built()[i]
+
+    def __iter__(self) -> Iterator[ExportItem]:
+        return iter(self._built())
+
+
+def export_tables(items: Sequence[ExportItem]) -> ExportTables:
+    """The columns of ``items``: read from storage, or built from the objects."""
+    return items.tables if isinstance(items, ExportItems) else ExportTables.from_items(items)
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _create(path: str) -> int:
+    """A new file at ``path`` (an existing file or link there is replaced, never followed)."""
+    try:
+        return os.open(path, _CREATE, 0o666)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, _CREATE, 0o666)
+
+
+class _Jobs:
+    """Runs ``work(*job)`` for each queued job on ``threads`` daemon threads.
+
+    The first error is kept and raised by :meth:`finish`; jobs still queued after it are
+    dropped. File creation waits on the kernel with the GIL released, so a few threads
+    keep the file system busy while Python prepares the next files.
+    """
+
+    def __init__(self, work: Callable[..., None], threads: int, name: str) -> None:
+        self._work = work
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._error: Exception | None = None
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+                         for i in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def put(self, *job: Any) -> None:
+        self._queue.put(job)
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._work(*job)
+                except Exception as e:  # noqa: BLE001 - raised by finish()
+                    self._error = self._error or e
+
+    def finish(self) -> None:
+        """Wait for every queued job; raise the first error."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        if self._error is not None:
+            raise self._error
+
+
+class FileWriter:
+    """Writes the many small files of an export (label files, ...) with as few system
+    calls as Python allows: each folder is created once, each file is create + write +
+    close. Paths are strings (``Path`` objects cost more than the write).
+
+    With ``background=True`` files are written by worker threads; use the writer as a
+    context manager (or call :meth:`finish`) to wait for them and see the first error.
+
+    Example:
+        >>> import tempfile
+        >>> root = tempfile.mkdtemp()
+        >>> with FileWriter(background=True) as files:
+        ...     files.write(f"{root}/labels/a.txt", b"0 0.5 0.5 0.2 0.2")
+        >>> open(f"{root}/labels/a.txt").read()
+        '0 0.5 0.5 0.2 0.2'
+    """
+
+    def __init__(self, *, background: bool = False, threads: int = 2) -> None:
+        self._made: set[str] = set()
+        self._jobs = _Jobs(self._write, threads, "vf-files") if background else None
+
+    def write(self, path: str, data: bytes) -> None:
+        """Write ``data`` to a new file ``path`` (replacing one that is there)."""
+        if self._jobs is None:
+            self._write(path, data)
+        else:
+            self._jobs.put(path, data)
+
+    def _write(self, path: str, data: bytes) -> None:
+        parent = os.path.dirname(path)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
+        fd = _create(path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """Wait for the files written in the background; raise the first error."""
+        jobs, self._jobs = self._jobs, None
+        if jobs is not None:
+            jobs.finish()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.finish()
+        else:  # the body's error wins; still stop the threads
+            with contextlib.suppress(Exception):
+                self.finish()
+
+
+def _copy_file(src: str, dest: str) -> None:
+    """Copy ``src`` to a new file ``dest`` in the kernel where it can (``copy_file_range``,
+    else ``sendfile``, else read/write): about twice as fast as ``shutil.copyfile`` on
+    small images."""
+    fin = os.open(src, _READ)
+    try:
+        fout = _create(dest)
+        try:
+            remaining = os.fstat(fin).st_size
+            if remaining:
+                _copy_fds(fin, fout, remaining)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def _copy_fds(fin: int, fout: int, size: int) -> None:
+    done = 0
+    for copy in (_copy_range, _sendfile):
+        try:
+            while done < size and (n := copy(fin, fout, size - done)):
+                done += n
+            if done >= size:
+                return
+        except OSError as e:
+            if done or e.errno not in _NOT_SUPPORTED:
+                raise
+    while chunk := os.read(fin, 1 << 20):  # no kernel copy here: plain read and write
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fout, view):]
+
+
+_NOT_SUPPORTED = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
+                            errno.ENOTSUP, errno.EBADF, errno.EPERM})
+
+
+def _copy_range(fin: int, fout: int, count: int) -> int:
+    if not hasattr(os, "copy_file_range"):
+        raise OSError(errno.ENOSYS, "copy_file_range is not available")
+    return os.copy_file_range(fin, fout, count)
+
+
+def _sendfile(fin: int, fout: int, count: int) -> int:
+    if not hasattr(os, "sendfile"):
+        raise OSError(errno.ENOSYS, "sendfile is not available")
+    return os.sendfile(fout, fin, None, count)
+
+
 class ImageWriter:
     """Places images into an export: copy, symlink, or nothing.
 
-    With ``background=True`` placement runs on a thread, so the kernel creates image
-    files while the exporter writes annotation files into other folders (file creation,
-    not Python, is what an export of many small files waits on); then call
-    :meth:`finish` at the end: it waits and re-raises the first error.
+    With ``background=True`` placement runs on worker threads, so the kernel creates
+    image files while the exporter writes annotation files into other folders (file
+    creation, not Python, is what an export of many small files waits on); then call
+    :meth:`finish` at the end: it waits and re-raises the first error (images queued
+    after it are not placed).
 
     Args:
         source_path: maps a content hash to a local file path of the image (the blob).
         mode: copy, link or none.
-        background: place images on a background thread.
+        background: place images on background threads.
+        threads: how many, with ``background``.
     """
 
     def __init__(self, source_path: Callable[[str], str], mode: ImagesMode, *,
-                 background: bool = False) -> None:
+                 background: bool = False, threads: int = 2) -> None:
         self._source_path = source_path
         self.mode = ImagesMode(mode)
         self.background = background
+        self.threads = threads
         self._made: set[str] = set()
-        self._pool: Any = None
-        self._pending: list[Any] = []
+        self._jobs: _Jobs | None = None
 
-    def place(self, content_hash: str, dest: Path) -> None:
+    def place(self, content_hash: str, dest: str | os.PathLike[str]) -> None:
+        """Put the image ``content_hash`` at ``dest`` (replacing a file that is there)."""
         if self.mode is ImagesMode.NONE:
             return
         if not self.background:
             self._place(content_hash, os.fspath(dest))
             return
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vf-images")
-        self._pending.append(self._pool.submit(self._place, content_hash, os.fspath(dest)))
+        if self._jobs is None:
+            self._jobs = _Jobs(self._place, self.threads, "vf-images")
+        self._jobs.put(content_hash, os.fspath(dest))
 
     def _place(self, content_hash: str, dest: str) -> None:
         parent = os.path.dirname(dest)
@@ -200,23 +496,20 @@ class ImageWriter:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
         src = self._source_path(content_hash)
-        if os.path.lexists(dest):
-            os.unlink(dest)
         if self.mode is ImagesMode.LINK:
-            os.symlink(src, dest)
+            try:
+                os.symlink(src, dest)
+            except FileExistsError:
+                os.unlink(dest)
+                os.symlink(src, dest)
         else:
-            shutil.copyfile(src, dest)
+            _copy_file(src, dest)
 
     def finish(self) -> None:
         """Wait for every image; raise the first error."""
-        try:
-            for fut in self._pending:
-                fut.result()
-        finally:
-            self._pending = []
-            if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
-                self._pool = None
+        jobs, self._jobs = self._jobs, None
+        if jobs is not None:
+            jobs.finish()
 
 
 def dump_json(obj: Any) -> bytes:

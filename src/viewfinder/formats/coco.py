@@ -40,7 +40,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -56,6 +56,7 @@ from viewfinder.formats.base import (
     ImageWriter,
     UnsafePath,
     dump_json,
+    export_relpath,
     find_image,
     image_key,
     read_json,
@@ -977,7 +978,7 @@ def _coco_file(images: list[dict[str, Any]], annotations: list[dict[str, Any]],
                       "categories": categories, "images": images, "annotations": annotations})
 
 
-def write(out: Path, items: list[ExportItem], classes: list[str], images: ImageWriter) -> None:
+def write(out: Path, items: Sequence[ExportItem], classes: list[str], images: ImageWriter) -> None:
     """Export samples as COCO (see the module docstring). Deterministic.
 
     Raises:
@@ -1019,8 +1020,8 @@ def write(out: Path, items: list[ExportItem], classes: list[str], images: ImageW
             if split and not sample.key.startswith(f"{split}/") and f"{split}/{sample.key}" in all_keys:
                 raise InvalidInput(f"sample {sample.key!r} in split {split!r} would be read "
                                    f"back as {split}/{sample.key!r}", record=sample.key)
-            try:
-                dest = safe_join(image_dir, sample.key)
+            try:  # lexical: the export folder is new, only this exporter writes it
+                dest = image_dir / export_relpath(sample.key)
             except UnsafePath as e:
                 raise InvalidInput(str(e), record=sample.key) from None
             images.place(item.content_hash, dest)

@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from viewfinder.core.types import LabelKind, SourceDataset, SourceLabel, SourceSample
@@ -138,7 +139,7 @@ def _unique(name: str, taken: set[str]) -> str:
     return f"{stem}_{n}{ext}"
 
 
-def write(out: Path, items: list[ExportItem], classes: list[str], images: ImageWriter) -> None:
+def write(out: Path, items: Sequence[ExportItem], classes: list[str], images: ImageWriter) -> None:
     """Write ``items`` as class folders into ``out`` (see the module docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     with_splits = any(it.sample.split is not None for it in items)

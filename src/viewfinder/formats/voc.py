@@ -68,6 +68,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -706,7 +707,7 @@ def _split_stem(split: str | None) -> str:
     return split if split is not None and _PLAIN_NAME.match(split) else "default"
 
 
-def write(out: Path, items: list[ExportItem], classes: list[str], images: ImageWriter) -> None:
+def write(out: Path, items: Sequence[ExportItem], classes: list[str], images: ImageWriter) -> None:
     """Write ``items`` as a Pascal VOC dataset into ``out`` (see the module docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     classes = export_classes(classes, [lb.class_name for it in items for lb in it.sample.labels])

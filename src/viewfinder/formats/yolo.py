@@ -71,9 +71,11 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,10 +84,27 @@ from viewfinder.core.geometry import polygons_bbox
 from viewfinder.core.types import LabelKind, SourceDataset, SourceLabel, SourceSample
 from viewfinder.errors import InvalidInput, Problem
 from viewfinder.formats._files import (
-    SPLIT_ALIASES, check_root, export_classes, out_path, read_text, rel, strip_ext, walk_images,
+    SPLIT_ALIASES,
+    check_root,
+    export_classes,
+    read_text,
+    rel,
+    strip_ext,
+    walk_images,
     write_bytes,
 )
-from viewfinder.formats.base import IMAGE_EXTENSIONS, ExportItem, ImageWriter, UnsafePath, image_size, safe_join
+from viewfinder.formats.base import (
+    IMAGE_EXTENSIONS,
+    ExportItem,
+    ExportTables,
+    FileWriter,
+    ImageWriter,
+    UnsafePath,
+    export_dest,
+    export_tables,
+    image_size,
+    safe_join,
+)
 
 FORMAT = "yolo"
 
@@ -586,14 +605,11 @@ def _num(v: float) -> str:
     return "0.000000" if s == "-0.000000" else s
 
 
-def _mask_bbox(label: SourceLabel) -> tuple[float, float, float, float] | None:
-    if label.bbox is not None:
-        return label.bbox
-    if not label.mask:
-        return None
+def _mask_bbox(mask: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """The bounding box of a COCO RLE (``None`` for an empty mask)."""
     from pycocotools import mask as mask_utils
 
-    rle = dict(label.mask)
+    rle = dict(mask)
     if isinstance(rle.get("counts"), list):
         rle = mask_utils.frPyObjects(rle, *rle["size"])
     elif isinstance(rle.get("counts"), str):
@@ -602,28 +618,86 @@ def _mask_bbox(label: SourceLabel) -> tuple[float, float, float, float] | None:
     return (x, y, w, h) if w > 0 and h > 0 else None
 
 
-def _label_lines(sample: SourceSample, index: dict[str, int]) -> list[str]:
-    lines = []
-    for label in sample.labels:
-        if label.kind is LabelKind.CLASSIFICATION:
-            continue
-        if not sample.width or not sample.height:
-            raise InvalidInput(f"sample {sample.key!r} has no stored image size: cannot normalize "
-                               f"its labels for YOLO", record=sample.key)
-        w, h = sample.width, sample.height
-        cls = index[label.class_name]
-        if label.kind is LabelKind.POLYGON and label.polygon:
-            for ring in label.polygon:
-                if len(ring) >= 6:
-                    coords = " ".join(_num(v / (w if i % 2 == 0 else h)) for i, v in enumerate(ring))
-                    lines.append(f"{cls} {coords}")
-            continue
-        box = _mask_bbox(label) if label.kind is LabelKind.MASK else label.bbox
-        if box is None:
-            continue
-        x, y, bw, bh = box
-        lines.append(f"{cls} {_num((x + bw / 2) / w)} {_num((y + bh / 2) / h)} {_num(bw / w)} {_num(bh / h)}")
-    return lines
+_BOX_LINE = "%d %.6f %.6f %.6f %.6f\n"
+"""``class cx cy w h``, normalized; what :func:`_num` writes as ``0.000000`` comes out
+``-0.000000`` here and is replaced afterwards."""
+
+
+def _rare_lines(cls: int, polygon: list[list[float]] | None, mask: str | None,
+                w: int, h: int) -> str:
+    """The lines of a polygon (one per ring of at least 3 points) or of a mask without a
+    stored box (its box, computed from the RLE)."""
+    if polygon:
+        return "".join(
+            f"{cls} {' '.join(_num(v / (w if i % 2 == 0 else h)) for i, v in enumerate(ring))}\n"
+            for ring in polygon if len(ring) >= 6)
+    box = _mask_bbox(json.loads(mask)) if mask else None
+    if box is None:
+        return ""
+    x, y, bw, bh = box
+    return f"{cls} {_num((x + bw / 2) / w)} {_num((y + bh / 2) / h)} {_num(bw / w)} {_num(bh / h)}\n"
+
+
+def _label_files(tables: ExportTables, index: dict[str, int]) -> list[str]:
+    """The text of every sample's label file, in sample order.
+
+    Boxes (and the stored boxes of masks, keypoints and polygons without rings) are
+    normalized and formatted column by column; polygon rings and masks without a stored
+    box label by label. Classification labels and labels without geometry get no line.
+
+    Raises:
+        InvalidInput: a sample with labels to write has no stored image size.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    samples, labels = tables.samples, tables.labels
+    texts = [""] * samples.num_rows
+    if labels.num_rows == 0:
+        return texts
+
+    def flags(arr: Any) -> Any:
+        return pc.fill_null(arr, False).to_numpy(zero_copy_only=False)
+
+    at = labels.column("sample_index").to_numpy()
+    width = pc.fill_null(samples.column("width"), 0).to_numpy()[at]
+    height = pc.fill_null(samples.column("height"), 0).to_numpy()[at]
+    kind = labels.column("kind")
+    drawn = flags(pc.not_equal(kind, LabelKind.CLASSIFICATION.value))
+    unsized = drawn & ((width == 0) | (height == 0))
+    if unsized.any():
+        key = samples.column("key")[int(at[np.argmax(unsized)])].as_py()
+        raise InvalidInput(f"sample {key!r} has no stored image size: cannot normalize "
+                           f"its labels for YOLO", record=key)
+    rings = flags(pc.and_(pc.equal(kind, LabelKind.POLYGON.value),
+                          pc.greater(pc.list_value_length(labels.column("polygon")), 0)))
+    boxless = flags(pc.is_null(labels.column("x")))
+    masks = flags(pc.equal(kind, LabelKind.MASK.value))
+    cls = pc.index_in(labels.column("class_name"), value_set=pa.array(list(index), pa.string()))
+    cls = pc.fill_null(cls, -1).to_numpy()
+
+    parts = [""] * labels.num_rows
+    boxed = np.flatnonzero(drawn & ~rings & ~boxless)
+    if len(boxed):
+        rows = pa.array(boxed)
+        x, y, w, h = (labels.column(c).take(rows).to_numpy(zero_copy_only=False)
+                      for c in ("x", "y", "w", "h"))
+        iw, ih = width[boxed].astype(np.float64), height[boxed].astype(np.float64)
+        lines = map(_BOX_LINE.__mod__, zip(cls[boxed].tolist(), ((x + w / 2) / iw).tolist(),
+                                           ((y + h / 2) / ih).tolist(), (w / iw).tolist(),
+                                           (h / ih).tolist(), strict=True))
+        for i, line in zip(boxed.tolist(), lines, strict=True):
+            parts[i] = line
+    for i in np.flatnonzero(drawn & (rings | (masks & boxless))).tolist():
+        parts[i] = _rare_lines(int(cls[i]), labels.column("polygon")[i].as_py(),
+                               labels.column("mask")[i].as_py(), int(width[i]), int(height[i]))
+    bounds = tables.label_bounds()
+    for n in range(samples.num_rows):
+        if bounds[n] != bounds[n + 1]:
+            text = "".join(parts[bounds[n]:bounds[n + 1]])
+            texts[n] = text.replace(" -0.000000", " 0.000000") if "-0.000000" in text else text
+    return texts
 
 
 def _export_split(split: str | None) -> str:
@@ -644,26 +718,37 @@ _YAML_HEADER = (
 )
 
 
-def write(out: Path, items: list[ExportItem], classes: list[str], images: ImageWriter) -> None:
+def write(out: Path, items: Sequence[ExportItem], classes: list[str], images: ImageWriter) -> None:
     """Write ``items`` as an Ultralytics YOLO dataset into ``out`` (see the module docstring).
+
+    Works on columns (:class:`ExportTables`): beyond creating the files, 10k images with
+    45k boxes cost a few tenths of a second.
 
     Raises:
         InvalidInput: a sample with labels has no stored image size, or a key would leave ``out``.
     """
+    import pyarrow.compute as pc
     import yaml
 
+    tables = export_tables(items)
+    samples = tables.samples
     out.mkdir(parents=True, exist_ok=True)
-    classes = export_classes(classes, [lb.class_name for it in items for lb in it.sample.labels])
-    index = {name: i for i, name in enumerate(classes)}
+    classes = export_classes(classes, pc.unique(tables.labels.column("class_name")).to_pylist())
+    texts = _label_files(tables, {name: i for i, name in enumerate(classes)})
+    root = os.fspath(out)
     lists: dict[str, list[str]] = {"train": []}
-    for item in sorted(items, key=lambda it: it.sample.key):
-        sample = item.sample
-        image_rel = f"images/{sample.key}"
-        image_dest = out_path(out, image_rel)
-        lines = _label_lines(sample, index)
-        images.place(item.content_hash, image_dest)
-        write_bytes(out_path(out, label_path(image_rel)), "".join(f"{x}\n" for x in lines).encode())
-        lists.setdefault(_export_split(sample.split), []).append(f"./{image_rel}")
+    split_names: dict[str | None, str] = {}
+    with FileWriter(background=True) as files:
+        for key, content_hash, split, text in zip(
+                samples.column("key").to_pylist(), samples.column("content_hash").to_pylist(),
+                samples.column("split").to_pylist(), texts, strict=True):
+            image_rel = f"images/{key}"
+            images.place(content_hash, export_dest(root, image_rel))
+            files.write(export_dest(root, label_path(image_rel)), text.encode())
+            name = split_names.get(split)
+            if name is None:
+                name = split_names[split] = _export_split(split)
+            lists.setdefault(name, []).append(f"./{image_rel}")
 
     doc: dict[str, Any] = {"path": "", "train": "train.txt",
                            "val": "val.txt" if "val" in lists else "train.txt"}

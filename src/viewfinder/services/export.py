@@ -1,7 +1,7 @@
 """Export a version (optionally filtered) to a training format.
 
-Deterministic: samples sorted by key, labels in a fixed order, so the same version
-exported twice gives identical files. The export is written to a temporary sibling
+Deterministic: samples sorted by key, labels in a fixed order (``storage.reader``), so
+the same version exported twice gives identical files. The export is written to a temporary sibling
 folder and renamed into place, so a failed export never leaves a half-written folder.
 """
 
@@ -17,10 +17,9 @@ from typing import Any
 
 from viewfinder.errors import InvalidInput
 from viewfinder.formats import registry
-from viewfinder.formats.base import ExportItem, ImagesMode, ImageWriter
+from viewfinder.formats.base import ExportItems, ExportTables, ImagesMode, ImageWriter
 from viewfinder.services import versions as vs
-from viewfinder.services import look
-from viewfinder.storage import rows
+from viewfinder.storage import reader
 from viewfinder.storage.workspace import Workspace
 
 
@@ -38,14 +37,28 @@ class ExportResult:
         return dict(self.__dict__)
 
 
-def collect_items(ws: Workspace, at: vs.DatasetAt, filter: str | None) -> list[ExportItem]:
-    """The samples to export with their labels, in export order."""
-    return [ExportItem(rows.sample_from_row(s, labs), s["content_hash"])
-            for s, labs in look.samples_with_labels(ws, at, filter)]
+def collect_items(ws: Workspace, at: vs.DatasetAt, filter: str | None) -> ExportItems:
+    """The samples to export with their labels, in export order (columns read once;
+    ``ExportItem`` objects are built only for exporters that iterate them)."""
+    samples, labels = reader.export_tables(ws, at, filter)
+    return ExportItems(ExportTables(samples, labels))
 
 
 def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: str | None = None,
            images: str = "copy") -> ExportResult:
+    """Export ``spec`` (``NAME[@REF]``), optionally filtered, as ``format`` into ``out``.
+
+    The version is read once as columns; images are placed and label files written on
+    background threads while the exporter prepares the next files.
+
+    Args:
+        images: ``copy`` the images, ``link`` them (symlinks to the local store) or ``none``.
+
+    Raises:
+        InvalidInput: an unknown or import-only format, ``link`` with a remote store, a
+            non-empty ``out``, or data the format cannot hold (see the format's ``write``).
+        StorageError: an image is missing from the store.
+    """
     t0 = time.perf_counter()
     fmt = registry.get(format)
     if not fmt.can_export:
@@ -59,13 +72,13 @@ def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: st
         raise InvalidInput(f"export folder {out} exists and is not empty", path=str(out))
     at = vs.resolve(ws, spec)
     items = collect_items(ws, at, filter)
+    labels = items.tables.labels
     classes = list(at.version.summary.get("class_list", []))
     seen = set(classes)
-    for it in items:
-        for lab in it.sample.labels:
-            if lab.class_name not in seen:
-                seen.add(lab.class_name)
-                classes.append(lab.class_name)
+    for name in dict.fromkeys(labels.column("class_name").to_pylist()):  # in export order
+        if name not in seen:
+            seen.add(name)
+            classes.append(name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -81,4 +94,4 @@ def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: st
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ExportResult(at.dataset.name, at.version.id, fmt.name, str(out), len(items),
-                        sum(len(i.sample.labels) for i in items), time.perf_counter() - t0)
+                        labels.num_rows, time.perf_counter() - t0)

@@ -152,11 +152,11 @@ class BlobStore:
 
     def local_path(self, content_hash: str) -> str:
         """A local file holding the blob (the blob itself, or a cached copy of a remote one)."""
-        if self.is_local:
-            p = self._local(content_hash)
-            if not p.exists():
-                raise StorageError(f"blob {content_hash} is missing from the store", path=str(p))
-            return str(p)
+        if self.is_local:  # plain strings and one stat: exports ask once per image
+            local = f"{self._local_root}/blobs/{content_hash[:2]}/{content_hash}"
+            if not os.path.isfile(local):
+                raise StorageError(f"blob {content_hash} is missing from the store", path=local)
+            return local
         if self.cache_dir is None:
             raise StorageError("a remote store needs a cache folder for local copies")
         p = self.cache_dir / blob_relpath(content_hash)

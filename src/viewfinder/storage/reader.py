@@ -1,5 +1,6 @@
 """Read one dataset version with DuckDB: the relations ``samples``, ``labels`` and
-``findings``, and ``{m}``, the samples matching a filter."""
+``findings``, and ``{m}``, the samples matching a filter; and whole versions as Arrow
+tables for exports (:func:`export_tables`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from viewfinder.core.types import GROUND_TRUTH
+from viewfinder.errors import StorageError
 from viewfinder.storage import duck, query_cache
 from viewfinder.storage.catalog import DatasetAt
 from viewfinder.storage.query import compile_filter
@@ -73,7 +76,10 @@ class VersionReader:
 
 
 def label_order(r: dict[str, Any]) -> tuple[Any, ...]:
-    """Labels in their source order where the format numbered them, then by id."""
+    """Labels in their source order where the format numbered them, then by id.
+
+    :func:`sort_labels` is the same order over columns.
+    """
     sid = r.get("source_id")
     numeric = sid is not None and sid.isdigit()
     return (0 if numeric else 1, int(sid) if numeric else 0, sid or "", r["id"])
@@ -96,3 +102,64 @@ def samples_with_labels(ws: Workspace, at: DatasetAt, filter: str | None = None,
     for lab in labels.to_pylist():
         by.setdefault(lab["sample_id"], []).append(lab)
     return [(s, sorted(by.get(s["id"], []), key=label_order)) for s in samples.to_pylist()]
+
+
+def sort_labels(labels: pa.Table) -> pa.Table:
+    """``labels`` grouped by ``sample_index``, then in :func:`label_order` within a sample.
+
+    The one difference from :func:`label_order`: only ASCII digits make a numeric source
+    id here (``str.isdigit`` accepts other Unicode digits too). Numeric ids compare by
+    value without parsing them (ids may exceed 64 bits): fewer digits first, then the
+    digits.
+    """
+    import pyarrow.compute as pc
+
+    sid = labels.column("source_id")
+    numeric = pc.fill_null(pc.match_substring_regex(sid, "^[0-9]+$"), False)
+    digits = pc.utf8_ltrim(sid, characters="0")
+    keys = pa.table({
+        "sample_index": labels.column("sample_index"),
+        "text_id": pc.invert(numeric),
+        "digit_count": pc.if_else(numeric, pc.utf8_length(digits), 0),
+        "digits": pc.if_else(numeric, digits, ""),
+        "source_id": pc.fill_null(sid, ""),
+        "id": labels.column("id"),
+    })
+    return labels.take(pc.sort_indices(keys, sort_keys=[(c, "ascending") for c in keys.column_names]))
+
+
+def export_tables(ws: Workspace, at: DatasetAt, filter: str | None = None, *,
+                  ground_truth: bool = True) -> tuple[pa.Table, pa.Table]:
+    """:func:`samples_with_labels` as two Arrow tables, for readers of whole versions.
+
+    Returns ``(samples, labels)``: the matching sample rows in key order, and their label
+    rows (ground truth only by default) grouped by sample in that order and in
+    :func:`label_order` within a sample, with a leading ``sample_index`` column (int32,
+    the sample's row in ``samples``). ``row_hash`` is left out of both.
+
+    Without a filter the tables are read from Lance directly: DuckDB is not even loaded.
+
+    Raises:
+        StorageError: a table cannot be read.
+    """
+    import pyarrow.compute as pc
+
+    tables = ws.tables(at.dataset)
+    try:
+        if filter is None:
+            samples = tables.open("samples", at.version.samples_table_version).to_table()
+            samples = samples.drop_columns(["row_hash"]).sort_by("key")
+        else:
+            with VersionReader(ws, at, filter) as r:
+                samples = r.query("SELECT * EXCLUDE (row_hash) FROM {m} ORDER BY key")
+        labels = tables.open("labels", at.version.labels_table_version).to_table()
+    except (OSError, ValueError) as e:
+        raise StorageError(f"cannot read {at.dataset.name}@{at.version.id[:12]}: {e}") from e
+    index = pc.index_in(labels.column("sample_id"), value_set=samples.column("id"))
+    keep = pc.is_valid(index)
+    if ground_truth:
+        keep = pc.and_(keep, pc.equal(pc.fill_null(labels.column("source"), GROUND_TRUTH),
+                                      GROUND_TRUTH))
+    labels = labels.drop_columns(["row_hash"])
+    labels = labels.add_column(0, "sample_index", index.cast(pa.int32())).filter(keep)
+    return samples, sort_labels(labels)
