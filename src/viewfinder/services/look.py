@@ -32,6 +32,11 @@ class _MatchCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
     def get(self, key: tuple[str, str, str]) -> np.ndarray | None:
         with self._lock:
             ranks = self._entries.get(key)
