@@ -56,6 +56,9 @@ class _MatchCache:
                 self._bytes -= self._entries.popitem(last=False)[1].nbytes
 
 
+FILTERED_EXACT_QUANTILES_UP_TO = 200_000
+"""Stats under a filter are for looking: box-size percentiles are exact up to this many
+labels, then from a repeatable sample of about as many (4x faster at a million labels)."""
 MATCH_CACHE_BYTES = 256 * 1024 * 1024  # a filter matching 1M samples takes 8 MB
 MATCH_CACHE_ENTRIES = 1024
 _matches = _MatchCache(MATCH_CACHE_BYTES, MATCH_CACHE_ENTRIES)
@@ -154,7 +157,8 @@ def stats(ws: Workspace, spec: vs.Spec, filter: str | None = None) -> dict[str, 
                               "SEMI JOIN {m} AS mm ON l.%s = mm.%s WHERE %s"
                               % (*r.join, vs.GROUND_TRUTH_SQL))
             con = duck.connect(ml=matched)
-            labels = vs.label_stats(lambda sql: duck.query(con, sql).to_pylist(), "ml")
+            labels = vs.label_stats(lambda sql: duck.query(con, sql).to_pylist(), "ml",
+                                    exact_up_to=FILTERED_EXACT_QUANTILES_UP_TO)
             con.close()
         base = {"samples": sum(splits.values()), "splits": splits, **labels}
     base["dataset"] = at.dataset.name

@@ -187,15 +187,16 @@ def _merge_class_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def label_stats(run: Callable[[str], list[dict[str, Any]]], labels: str,
-                per_class: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                per_class: list[dict[str, Any]] | None = None,
+                exact_up_to: int = EXACT_QUANTILES_UP_TO) -> dict[str, Any]:
     """``labels``, ``classes`` and ``box_sizes`` of the label rows ``labels`` (a table or
     a subquery), with ``run(sql) -> rows``; ``per_class`` when the caller has counted
-    them already (rows of ``k`` and :data:`_PER_CLASS_AGGREGATES`)."""
+    them already (rows of ``k`` and :data:`_PER_CLASS_AGGREGATES`). Box-size percentiles
+    are exact up to ``exact_up_to`` labels, then from a repeatable sample of about that many."""
     if per_class is None:
         per_class = run(f"SELECT class_name AS k, {_PER_CLASS_AGGREGATES} FROM {labels} GROUP BY 1 ORDER BY 1")
     n = sum(r["n"] for r in per_class)
-    sample = (f"USING SAMPLE {100 * EXACT_QUANTILES_UP_TO / n:.4f}% (system, 7)"
-              if n > EXACT_QUANTILES_UP_TO else "")
+    sample = (f"USING SAMPLE {100 * exact_up_to / n:.4f}% (system, 7)" if n > exact_up_to else "")
     q = run(f"""SELECT quantile_cont(w, [0.05, 0.25, 0.5, 0.75, 0.95]) AS wq,
             quantile_cont(h, [0.05, 0.25, 0.5, 0.75, 0.95]) AS hq
         FROM (SELECT w, h FROM {labels} {sample}) WHERE w IS NOT NULL""")[0]
