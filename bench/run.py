@@ -84,8 +84,8 @@ def machine() -> str:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import lance
     import duckdb
+    import lance
     return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, pylance {lance.__version__}, duckdb {duckdb.__version__}")
 
@@ -135,8 +135,8 @@ def bench_scale(out: Path, n_samples: int, results: dict) -> None:
     from viewfinder.services import diff as diff_service
     from viewfinder.services import look
     from viewfinder.services import versions as vs
-    from viewfinder.storage.rows import with_row_hash
     from viewfinder.storage import query_cache
+    from viewfinder.storage.rows import with_row_hash
     from viewfinder.storage.tables import TableChange
     from viewfinder.storage.workspace import init_workspace
 

@@ -48,7 +48,13 @@ from pathlib import Path
 from typing import Any
 
 from viewfinder.core.geometry import polygon_area, polygons_bbox
-from viewfinder.core.types import LabelKind, Problem, SourceDataset, SourceLabel, SourceSample
+from viewfinder.core.types import (
+    LabelKind,
+    Problem,
+    SourceDataset,
+    SourceLabel,
+    SourceSample,
+)
 from viewfinder.errors import InvalidInput
 from viewfinder.formats import _rle
 from viewfinder.formats.base import (
@@ -362,7 +368,7 @@ class _Folder:
     and partial listings answer exactly as a ``Path.is_file`` call would.
     """
 
-    __slots__ = ("path", "prefix", "key_prefix", "limit", "entries", "complete", "links")
+    __slots__ = ("complete", "entries", "key_prefix", "limit", "links", "path", "prefix")
 
     def __init__(self, path: str, key_prefix: str, limit: int) -> None:
         self.path = path

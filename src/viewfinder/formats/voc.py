@@ -79,13 +79,38 @@ import numpy as np
 from viewfinder.core.types import LabelKind, SourceDataset, SourceLabel, SourceSample
 from viewfinder.errors import Problem
 from viewfinder.formats._files import (
-    check_root, export_classes, out_path, read_text, rel, strip_ext, walk_images, write_bytes,
+    check_root,
+    export_classes,
+    out_path,
+    read_text,
+    rel,
+    strip_ext,
+    walk_images,
+    write_bytes,
 )
 from viewfinder.formats._voc_palette import (
-    BACKGROUND, IGNORED, VOC_CLASSES, VOID_CODE, VOID_INDEX, class_colors, code, decode_mask, load_codes,
-    mask_label, png, uncode, voc_color, voc_index,
+    BACKGROUND,
+    IGNORED,
+    VOC_CLASSES,
+    VOID_CODE,
+    VOID_INDEX,
+    class_colors,
+    code,
+    decode_mask,
+    load_codes,
+    mask_label,
+    png,
+    uncode,
+    voc_color,
+    voc_index,
 )
-from viewfinder.formats.base import MAX_ANNOTATION_BYTES, ExportItem, ImageWriter, UnsafePath, safe_join
+from viewfinder.formats.base import (
+    MAX_ANNOTATION_BYTES,
+    ExportItem,
+    ImageWriter,
+    UnsafePath,
+    safe_join,
+)
 
 FORMAT = "voc"
 

@@ -34,8 +34,8 @@ from viewfinder.formats import registry
 from viewfinder.services import versions as vs
 from viewfinder.services.images import ImageInfo, process_chunk
 from viewfinder.storage import duck, rows
-from viewfinder.storage.file_cache import FileCache, Identity, identity
 from viewfinder.storage.catalog import VersionRecord
+from viewfinder.storage.file_cache import FileCache, Identity, identity
 from viewfinder.storage.tables import DatasetTables, TableChange
 from viewfinder.storage.workspace import Workspace
 

@@ -12,7 +12,12 @@ import pyarrow as pa
 
 from viewfinder.services import versions as vs
 from viewfinder.storage import duck
-from viewfinder.storage.reader import _NAMES_FINDINGS, VersionReader, label_order, samples_with_labels
+from viewfinder.storage.reader import (
+    _NAMES_FINDINGS,
+    VersionReader,
+    label_order,
+    samples_with_labels,
+)
 from viewfinder.storage.workspace import Workspace
 
 __all__ = ["VersionReader", "count", "samples_page", "samples_with_labels", "stats"]

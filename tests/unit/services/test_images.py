@@ -7,7 +7,12 @@ import io
 import pytest
 from PIL import Image
 
-from viewfinder.services.images import _fast_header, _pillow_header, exif_summary, inspect_image
+from viewfinder.services.images import (
+    _fast_header,
+    _pillow_header,
+    exif_summary,
+    inspect_image,
+)
 
 
 def _agree(data: bytes) -> None:
