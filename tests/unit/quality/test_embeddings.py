@@ -264,7 +264,11 @@ def test_knn_index_agrees_with_exact_search(monkeypatch: pytest.MonkeyPatch) -> 
     approx_i, approx_d = neighbors.knn(v, 5)
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact_i, approx_i, strict=True)])
     assert overlap > 0.95
-    assert np.allclose(approx_d[:, 0], exact_d[:, 0], atol=2e-3)
+    # an approximate index may miss a true nearest neighbour now and then (its graph is
+    # built by several threads); where it finds it, the distance is the exact one
+    same = approx_i[:, 0] == exact_i[:, 0]
+    assert same.mean() > 0.95
+    assert np.allclose(approx_d[same, 0], exact_d[same, 0], atol=2e-3)
     idx, dist = neighbors.knn(v[:3], 5)  # fewer others than k
     assert (idx[:, 2:] == -1).all() and np.isinf(dist[:, 2:]).all()
 
