@@ -8,7 +8,8 @@ it, and whether it can import and export. A format module provides, as plain fun
   ``can_import``). Never raises for bad records: every problem becomes a ``Problem``
   (file path relative to ``root``, record id, message) in ``SourceDataset.problems``, and
   the bad record is left out. Raises only ``InvalidInput`` if ``root`` is not a folder.
-- ``write(out: Path, items: list[ExportItem], classes: list[str], images: ImageWriter)``
+- ``write(out: Path, items: Sequence[ExportItem], classes: list[str], images: ImageWriter)``
+  (``items`` may be a ``base.ExportItems``: columns, with items built on iteration)
   — exporter (if ``can_export``). Deterministic: the same input gives identical bytes.
 
 Listing formats (``viewfinder import --help``) imports none of the modules.
