@@ -97,10 +97,18 @@ def export_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Export a version to a training format, deterministically."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     from viewfinder.services.access import export
 
     ws = workspace(workspace_path)
-    result = export(ws, principal(ws), spec, out_dir, format, filter=filter, images=images)
+    who = principal(ws)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True,
+                  disable=json_out or images == "none") as bar:
+        task = bar.add_task(f"placing images ({images})", total=None)
+        result = export(ws, who, spec, out_dir, format, filter=filter, images=images,
+                        progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_out:
         print_json(result.to_dict())
     else:

@@ -468,16 +468,24 @@ class ImageWriter:
         mode: copy, link or none.
         background: place images on background threads.
         threads: how many, with ``background``.
+        progress: called with the number of images placed so far, every
+            :data:`PROGRESS_EVERY` images and at :meth:`finish` (from the placing threads).
     """
 
+    PROGRESS_EVERY = 256
+
     def __init__(self, source_path: Callable[[str], str], mode: ImagesMode, *,
-                 background: bool = False, threads: int = 2) -> None:
+                 background: bool = False, threads: int = 2,
+                 progress: Callable[[int], None] | None = None) -> None:
         self._source_path = source_path
         self.mode = ImagesMode(mode)
         self.background = background
         self.threads = threads
         self._made: set[str] = set()
         self._jobs: _Jobs | None = None
+        self._progress = progress
+        self._placed = 0
+        self._count_lock = threading.Lock()
 
     def place(self, content_hash: str, dest: str | os.PathLike[str]) -> None:
         """Put the image ``content_hash`` at ``dest`` (replacing a file that is there)."""
@@ -504,12 +512,20 @@ class ImageWriter:
                 os.symlink(src, dest)
         else:
             _copy_file(src, dest)
+        if self._progress is not None:
+            with self._count_lock:
+                self._placed += 1
+                placed = self._placed
+            if placed % self.PROGRESS_EVERY == 0:
+                self._progress(placed)
 
     def finish(self) -> None:
         """Wait for every image; raise the first error."""
         jobs, self._jobs = self._jobs, None
         if jobs is not None:
             jobs.finish()
+        if self._progress is not None:
+            self._progress(self._placed)
 
 
 def dump_json(obj: Any) -> bytes:

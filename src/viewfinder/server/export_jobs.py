@@ -24,6 +24,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -119,8 +120,17 @@ def _run(state: ServerState, principal: Principal, name: str, job_id: str, param
     tmp = Path(tempfile.mkdtemp(prefix="vf-export-", dir=_scratch(state)))
     try:
         progress("export", 0, 1)
+        last = [0.0]
+
+        def placed(done: int, total: int) -> None:  # a catalog write: at most once a second
+            now = time.monotonic()
+            if now - last[0] >= 1.0 or done == total:
+                last[0] = now
+                progress("export", done, total)
+
         result = access.export(ws, principal, f"{name}@{params['version']}", tmp / "export",
-                               params["format"], filter=params["filter"], **origin)
+                               params["format"], filter=params["filter"], **origin,
+                               progress=placed)
         progress("archive", 0, 1)
         archive = tmp / "export.zip"
         files = _zip(tmp / "export", archive, comment=f"Viewfinder export, job {job_id}")

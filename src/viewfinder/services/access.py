@@ -391,12 +391,14 @@ def diff(ws: Workspace, principal: Principal, name: str, a: str, b: str) -> diff
 
 def export(ws: Workspace, principal: Principal, spec: str, out: str | Path, format: str, *,
            filter: str | None = None, images: str = "copy", ip: str | None = None,
-           user_agent: str | None = None) -> export_service.ExportResult:
+           user_agent: str | None = None,
+           progress: export_service.Progress | None = None) -> export_service.ExportResult:
     """Export the matching visible samples to a training format; audited as
     ``dataset.export``."""
     at, grant = open_dataset(ws, principal, spec, Action.DATASET_EXPORT)
     result = export_service.export(ws, f"{at.dataset.name}@{at.version.id}", format, out,
-                                   filter=combine_filter(grant.slice, filter), images=images)
+                                   filter=combine_filter(grant.slice, filter), images=images,
+                                   progress=progress)
     audit.record(ws, principal, "dataset.export", resource_kind="dataset",
                  resource_id=at.dataset.name, ip=ip, user_agent=user_agent,
                  details={"format": result.format, "out": result.out, "filter": filter,

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from viewfinder.formats.base import ExportItems, ExportTables, ImagesMode, Image
 from viewfinder.services import versions as vs
 from viewfinder.storage import reader
 from viewfinder.storage.workspace import Workspace
+
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -45,7 +48,7 @@ def collect_items(ws: Workspace, at: vs.DatasetAt, filter: str | None) -> Export
 
 
 def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: str | None = None,
-           images: str = "copy") -> ExportResult:
+           images: str = "copy", progress: Progress | None = None) -> ExportResult:
     """Export ``spec`` (``NAME[@REF]``), optionally filtered, as ``format`` into ``out``.
 
     The version is read once as columns; images are placed and label files written on
@@ -53,6 +56,7 @@ def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: st
 
     Args:
         images: ``copy`` the images, ``link`` them (symlinks to the local store) or ``none``.
+        progress: ``progress(images placed, images in the export)`` as images are placed.
 
     Raises:
         InvalidInput: an unknown or import-only format, ``link`` with a remote store, a
@@ -82,7 +86,9 @@ def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: st
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        writer = ImageWriter(ws.blobs.local_path, mode, background=True)
+        total = len(items)
+        writer = ImageWriter(ws.blobs.local_path, mode, background=True,
+                             progress=(lambda n: progress(n, total)) if progress is not None else None)
         try:
             fmt.load().write(tmp, items, classes, writer)
         finally:

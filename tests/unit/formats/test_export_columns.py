@@ -243,3 +243,19 @@ def test_same_version_exports_identical_bytes_twice(stored: tuple[Workspace, dic
         ws.dataset("d").export(fmt, tmp_path / f"{fmt}-2", images="copy")
         cmp = filecmp.dircmp(tmp_path / f"{fmt}-1", tmp_path / f"{fmt}-2")
         assert _tree(tmp_path / f"{fmt}-1") == _tree(tmp_path / f"{fmt}-2"), cmp.report()
+
+
+def test_export_reports_progress_up_to_every_image(tmp_path: Path) -> None:
+    """Long exports show progress: the count of placed images reaches the total."""
+    import viewfinder as vf
+    from viewfinder.services import export as export_service
+    from viewfinder.synthetic import make_coco
+
+    src = make_coco(tmp_path / "src", n_images=300, seed=3)
+    ws = vf.init_workspace(tmp_path / "ws")
+    ws.import_source(src, "street")
+    seen: list[tuple[int, int]] = []
+    result = export_service.export(ws._ws, "street", "yolo", tmp_path / "out", images="link",
+                                   progress=lambda done, total: seen.append((done, total)))
+    assert seen and seen[-1] == (result.samples, result.samples) == (300, 300)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
