@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
+
+from viewfinder.core.canonical import canonical_json
 
 MAX_PIXELS = 178_956_970  # Pillow's own bomb limit (2 × MAX_IMAGE_PIXELS)
 MAX_FILE_BYTES = 1024**3
@@ -129,7 +130,7 @@ def inspect_image(data: bytes) -> ImageInfo:
     if orientation in _TRANSPOSED:
         w, h = h, w
     return ImageInfo(digest, len(data), w, h, MEDIA_TYPES.get(fmt, f"image/{fmt.lower()}"),
-                     _canonical(exif) if exif else None)
+                     canonical_json(exif) if exif else None)
 
 
 def _pillow_header(data: bytes) -> tuple[str, int, int, int, dict[str, Any] | None]:
@@ -241,10 +242,6 @@ def _iso_datetime(text: str) -> str:
     if len(text) >= 19 and text[4] == ":" and text[7] == ":" and text[10] == " ":
         return f"{text[:4]}-{text[5:7]}-{text[8:10]}T{text[11:19]}"
     return text
-
-
-def _canonical(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def read_bounded(path: str) -> bytes:

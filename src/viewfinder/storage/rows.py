@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from viewfinder.core.canonical import canonical_json
 from viewfinder.core.geometry import polygon_area, polygons_bbox
 from viewfinder.core.types import GROUND_TRUTH, LabelKind, SourceLabel, SourceSample
 from viewfinder.storage import duck, schema
@@ -22,11 +23,6 @@ SAMPLE_CONTENT = ["key", "content_hash", "width", "height", "size_bytes", "media
 LABEL_CONTENT = ["sample_id", "kind", "class_name", "x", "y", "w", "h", "area", "iscrowd",
                  "polygon", "mask", "keypoints", "attributes", "score", "source", "source_id"]
 _HASH_COLUMNS = {"samples": SAMPLE_CONTENT, "labels": LABEL_CONTENT}
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False, default=str)
 
 
 def short_hash(*parts: str) -> str:
