@@ -165,7 +165,7 @@ def bench_scale(out: Path, n_samples: int, results: dict) -> None:
         """``fn`` with this process's match cache emptied first: the figure is the filter's
         own cost, not a lookup of a match an earlier repetition computed."""
         def run():  # type: ignore[no-untyped-def]
-            look._matches.clear()
+            look.forget_matches()
             return fn()
         return run
 

@@ -13,7 +13,6 @@ import pyarrow as pa
 from viewfinder.services import versions as vs
 from viewfinder.storage import duck
 from viewfinder.storage.reader import (
-    _NAMES_FINDINGS,
     VersionReader,
     label_order,
     samples_with_labels,
@@ -69,10 +68,15 @@ MATCH_CACHE_ENTRIES = 1024
 _matches = _MatchCache(MATCH_CACHE_BYTES, MATCH_CACHE_ENTRIES)
 
 
+def forget_matches() -> None:
+    """Empty this process's match cache (benchmarks time the filters themselves)."""
+    _matches.clear()
+
+
 def _matching_ranks(r: VersionReader, filter: str | None) -> np.ndarray | None:
     """The sorted ``_rank`` of every matching sample (from the query cache), or None when
     the reader has no query cache or the filter reads findings."""
-    if not r.cached or _NAMES_FINDINGS.search(r.filter.where):
+    if not r.cached or r.reads_findings:
         return None
     key = (r.at.dataset.id, r.at.version.id, filter or "")
     ranks = _matches.get(key)

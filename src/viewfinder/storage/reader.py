@@ -60,6 +60,11 @@ class VersionReader:
             self.register_findings()
         return duck.query(self.con, sql, bound)
 
+    @property
+    def reads_findings(self) -> bool:
+        """Whether the filter reads findings (which a rescan of the version replaces)."""
+        return bool(_NAMES_FINDINGS.search(self.filter.where))
+
     def register_findings(self) -> None:
         """Register ``findings``: this version's findings (filters join them to samples by
         id, in the query cache too: they are not part of the immutable copy)."""
