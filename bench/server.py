@@ -290,6 +290,23 @@ async def load_test(base: str, users: int, seconds: float,
     signed_in, everyone_in = 0, asyncio.Event()
     window: dict[str, float] = {}
 
+    async def timed_get(c: Any, url: str, params: dict[str, Any] | None = None) -> Any:
+        """GET ``url``, recording its latency, server time and any error; the answer when
+        it is a 200, else None."""
+        t = time.perf_counter()
+        try:
+            resp = await c.get(url, params=params)
+        except httpx.HTTPError as e:
+            errors.append(type(e).__name__)
+            return None
+        lat.append((time.perf_counter() - t) * 1000)
+        srv.append(server_ms(resp))
+        started.append(t)
+        if resp.status_code != 200:
+            errors.append(str(resp.status_code))
+            return None
+        return resp
+
     async def user(i: int) -> None:
         nonlocal signed_in
         rng = random.Random(i)
@@ -307,39 +324,16 @@ async def load_test(base: str, users: int, seconds: float,
             await everyone_in.wait()
             await asyncio.sleep(rng.uniform(0, think[1]))  # not all at the same instant
             while time.perf_counter() < window["stop"]:
-                f = rng.choice(FILTERS)
-                urls = [("/api/v1/datasets/big/samples",
-                         {"filter": f, "limit": 100, "offset": rng.randrange(0, 5000)})]
-                for path, params in urls:
-                    t = time.perf_counter()
-                    try:
-                        resp = await c.get(path, params=params)
-                    except httpx.HTTPError as e:
-                        errors.append(type(e).__name__)
-                        continue
-                    lat.append((time.perf_counter() - t) * 1000)
-                    srv.append(server_ms(resp))
-                    started.append(t)
-                    if resp.status_code != 200:
-                        errors.append(str(resp.status_code))
-                        continue
+                resp = await timed_get(c, "/api/v1/datasets/big/samples", {
+                    "filter": rng.choice(FILTERS), "limit": 100, "offset": rng.randrange(0, 5000)})
+                if resp is not None:
                     samples = resp.json()["samples"]
                     follow = [s["thumbnail"] for s in samples[:6]]
                     if samples:
                         follow.append(f"/api/v1/datasets/big/samples/{rng.choice(samples)['id']}"
                                       "?history=false")
                     for u in follow:
-                        t = time.perf_counter()
-                        try:
-                            r2 = await c.get(u)
-                        except httpx.HTTPError as e:
-                            errors.append(type(e).__name__)
-                            continue
-                        lat.append((time.perf_counter() - t) * 1000)
-                        srv.append(server_ms(r2))
-                        started.append(t)
-                        if r2.status_code != 200:
-                            errors.append(str(r2.status_code))
+                        await timed_get(c, u)
                 await asyncio.sleep(rng.uniform(*think))  # think time between pages
 
     await asyncio.gather(*(user(i) for i in range(users)))
