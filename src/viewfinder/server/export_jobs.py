@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 from viewfinder.errors import ConflictError, InvalidInput, StorageError
 from viewfinder.governance.principal import Principal
 from viewfinder.server.app import ServerState
-from viewfinder.server.jobs import Job, JobStatus, Progress, Retention
+from viewfinder.server.jobs import Job, JobStatus, Progress, Retention, others_with_result
 from viewfinder.storage.catalog import new_id
 from viewfinder.storage.workspace import Workspace
 
@@ -277,19 +277,10 @@ def _delete_archive(state: ServerState, job: Job) -> None:
     remote one), unless another job that has not expired holds the same archive (an
     archive made before archives named their job). A missing archive is not an error.
     """
-    import sqlalchemy as sa
-
-    from viewfinder.storage.catalog import jobs
-
     digest = (job.result or {}).get("archive")
     if not isinstance(digest, str) or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
         return
-    with state.ws.catalog.engine.connect() as c:
-        shared = c.execute(sa.select(sa.func.count()).select_from(jobs).where(
-            jobs.c.kind == KIND, jobs.c.id != job.id,
-            jobs.c.status == JobStatus.SUCCEEDED.value,
-            jobs.c.result["archive"].as_string() == digest)).scalar_one()
-    if shared:
+    if others_with_result(state.ws.catalog, job, "archive", digest):
         return
     try:
         state.ws.blobs.delete(digest)

@@ -140,6 +140,16 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def others_with_result(catalog: Catalog, job: Job, key: str, value: str) -> int:
+    """How many other succeeded jobs of ``job``'s kind hold ``value`` under ``key`` in
+    their result (e.g. the same export archive)."""
+    with catalog.engine.connect() as c:
+        return int(c.execute(sa.select(sa.func.count()).select_from(jobs).where(
+            jobs.c.kind == job.kind, jobs.c.id != job.id,
+            jobs.c.status == JobStatus.SUCCEEDED.value,
+            jobs.c.result[key].as_string() == value)).scalar_one())
+
+
 class JobRunner:
     """Runs jobs in this process's worker threads and reads any process's jobs.
 
