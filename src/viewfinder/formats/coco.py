@@ -35,19 +35,18 @@ samples without a split), ``labels_<split>.json`` for classification labels and
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from viewfinder.core.geometry import polygon_area, polygons_bbox
+from viewfinder.core.memory import gc_paused
 from viewfinder.core.types import (
     LabelKind,
     Problem,
@@ -431,8 +430,10 @@ class _Categories:
 class _Reader:
     """Reads the annotation files of one root into merged samples."""
 
-    def __init__(self, root: Path, split: str | None) -> None:
+    def __init__(self, root: Path, split: str | None,
+                 images_found: Callable[[list[tuple[str, str]]], None] | None = None) -> None:
         self.root = root
+        self.images_found = images_found
         self.override = split
         self.image_root = root / "images" if (root / "images").is_dir() else root
         self.problems: list[Problem] = []
@@ -468,6 +469,9 @@ class _Reader:
                           required=task not in ("image_info", "captions"))
         categories = self._categories(rel, cats)
         image_keys = self._images(rel, split, images)
+        if self.images_found is not None:
+            samples = self.samples
+            self.images_found([(k, samples[k].path) for k in image_keys.values() if k is not None])
         if task == "panoptic":
             self._panoptic(path, rel, anns, image_keys, categories)
         elif task == "captions":
@@ -816,29 +820,16 @@ def _file_order(path: Path) -> tuple[int, str, str]:
     return _TASK_ORDER.index(task), split or "", path.name
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector (if it runs) for the block.
-
-    Reading builds hundreds of thousands of long-lived containers (the parsed JSON, the
-    samples and labels) and no reference cycles; with the collector on, its full passes
-    over them cost as much as the reading itself.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def read(root: Path, *, split: str | None = None) -> SourceDataset:
+def read(root: Path, *, split: str | None = None,
+         images_found: Callable[[list[tuple[str, str]]], None] | None = None) -> SourceDataset:
     """Import a COCO folder (see the module docstring for the layout).
 
     Args:
         root: the dataset folder.
         split: if given, every sample gets this split instead of the file name's.
+        images_found: called with ``(key, path)`` of each file's images as soon as they
+            are found, before its annotations are read (an import starts reading images
+            while the annotations are parsed).
 
     Raises:
         InvalidInput: ``root`` is not a folder. Every other problem is reported in
@@ -848,11 +839,11 @@ def read(root: Path, *, split: str | None = None) -> SourceDataset:
     if not root.is_dir():
         raise InvalidInput(f"{root} is not a folder", path=str(root))
     root = root.absolute()
-    reader = _Reader(root, split)
+    reader = _Reader(root, split, images_found)
     files = _annotation_files(root)
     if not files:
         reader.problem(".", "no COCO annotation files (annotations/*.json or *.json)")
-    with _gc_paused():
+    with gc_paused():
         for path in sorted(files, key=_file_order):
             reader.read_file(path)
     samples = [reader.samples[k] for k in sorted(reader.samples)]

@@ -60,7 +60,9 @@ def detect(root: Path) -> bool:
         return False
     folders = []
     has_image = False
-    for entry in os.scandir(root):
+    with os.scandir(root) as entries:
+        listed = list(entries)
+    for entry in listed:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():

@@ -32,6 +32,9 @@ class FormatSpec:
     description: str
     can_import: bool = True
     can_export: bool = True
+    streams_images: bool = False
+    """``read`` takes ``images_found``, called with ``(key, path)`` of images as they are
+    found, before the annotations are read (the import starts reading images early)."""
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -41,7 +44,8 @@ FORMATS: dict[str, FormatSpec] = {
     spec.name: spec
     for spec in (
         FormatSpec("coco", "viewfinder.formats.coco",
-                   "COCO JSON: boxes, polygons, RLE masks (crowd), keypoints"),
+                   "COCO JSON: boxes, polygons, RLE masks (crowd), keypoints",
+                   streams_images=True),
         FormatSpec("yolo", "viewfinder.formats.yolo",
                    "YOLO: Ultralytics data.yaml or Darknet obj.data/obj.names; boxes, segments"),
         FormatSpec("voc", "viewfinder.formats.voc",

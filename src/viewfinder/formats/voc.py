@@ -126,8 +126,10 @@ def detect(root: Path) -> bool:
     if not root.is_dir():
         return False
     ann = root / "Annotations"
-    if ann.is_dir() and any(e.name.endswith(".xml") for e in os.scandir(ann)):
-        return True
+    if ann.is_dir():
+        with os.scandir(ann) as entries:
+            if any(e.name.endswith(".xml") for e in entries):
+                return True
     return (root / "JPEGImages").is_dir() and (root / "ImageSets").is_dir()
 
 

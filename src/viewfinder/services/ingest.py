@@ -10,6 +10,7 @@ stops the import before a version exists, and the error lists every problem.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from viewfinder.core.geometry import box_iou_matrix
+from viewfinder.core.memory import gc_paused
 from viewfinder.core.types import LabelKind, SourceDataset, SourceLabel, SourceSample
 from viewfinder.errors import ImportFailed, InvalidInput, Problem
 from viewfinder.formats import registry
@@ -129,44 +131,74 @@ def _worker_context() -> BaseContext:
 
 
 class _Scan:
-    """Image reading in flight: chunks submitted to worker processes (forked at once, while
-    this process is still single-threaded), collected later with progress."""
+    """Image reading in flight: images are handed over as the format reader finds them
+    (:meth:`submit`) and read by worker processes while the reader goes on with the
+    annotations; :meth:`collect` submits the rest and waits, with progress.
 
-    def __init__(self, samples: list[SourceSample], ws: Workspace, *, workers: int | None,
-                 rehash: bool = False) -> None:
-        self.items = [(s.key, s.path) for s in samples if s.path]
+    The pool is forked at the first batch large enough to be worth it, while this process
+    is still single-threaded when it can be (see :func:`_worker_context`).
+    """
+
+    POOL_MIN = 512      # images: fewer are read in this process
+    CHUNK_MAX = 1024    # images per task: small enough to balance, large enough to be cheap
+
+    def __init__(self, ws: Workspace, *, workers: int | None, rehash: bool = False) -> None:
         self.store, self.opts = ws.store_url, ws.fsspec_storage_options()
+        self.ws = ws
+        self.rehash = rehash
+        self.workers = workers or min(os.cpu_count() or 1, 8)
         self.known: dict[str, tuple[ImageInfo | None, str | None]] = {}
         self.cache = FileCache(ws.path / "cache" / "files.sqlite")
         self.identities: dict[str, Identity | None] = {}
-        if not rehash:
-            self._use_cache(ws)
-        n = workers or min(os.cpu_count() or 1, 8)
+        self.submitted: set[str] = set()
+        self.pending: list[tuple[str, str]] = []  # not cached, not handed to a worker yet
+        self.items: list[tuple[str, str]] = []    # every image that is read (not cached)
         self.pool: ProcessPoolExecutor | None = None
         self.futures: list[Any] = []
-        if n > 1 and len(self.items) >= 512:
-            chunk = max(64, min(1024, len(self.items) // (n * 8) or 64))
-            self.pool = ProcessPoolExecutor(max_workers=n, mp_context=_worker_context())
-            self.futures = [self.pool.submit(process_chunk, self.items[i:i + chunk], self.store, self.opts)
-                            for i in range(0, len(self.items), chunk)]
 
-    def _use_cache(self, ws: Workspace) -> None:
-        """Take what the file cache knows for unchanged files whose blob is stored."""
-        cached = self.cache.lookup([path for _, path in self.items])
+    def submit(self, found: list[tuple[str, str]]) -> None:
+        """``(key, path)`` of images found so far; each key is read once."""
+        fresh = [(k, p) for k, p in found if p and k not in self.submitted]
+        self.submitted.update(k for k, _ in fresh)
+        todo = fresh if self.rehash else self._use_cache(fresh)
+        self.items.extend(todo)
+        self.pending.extend(todo)
+        if self.workers > 1 and self.pending and (
+                self.pool is not None or len(self.pending) >= self.POOL_MIN):
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_worker_context())
+        todo, self.pending = self.pending, []
+        chunk = max(64, min(self.CHUNK_MAX, len(todo) // (self.workers * 8) or 64))
+        self.futures += [self.pool.submit(process_chunk, todo[i:i + chunk], self.store, self.opts)
+                         for i in range(0, len(todo), chunk)]
+
+    def _use_cache(self, found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Take what the file cache knows for unchanged files whose blob is stored; the
+        rest still has to be read."""
+        cached = self.cache.lookup([path for _, path in found])
         todo = []
-        for key, path in self.items:
+        for key, path in found:
             ident = self.identities[path] = identity(path)
             hit = cached.get(path)
             if hit is not None and ident is not None and hit[0] == ident and (
-                    not ws.blobs.is_local or ws.blobs.exists(hit[1][0])):
+                    not self.ws.blobs.is_local or self.ws.blobs.exists(hit[1][0])):
                 self.known[key] = (ImageInfo(*hit[1]), None)
             else:
                 todo.append((key, path))
-        self.items = todo
+        return todo
 
-    def collect(self, progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
-        """Wait for every image (with progress); remember what was learned; close."""
+    def collect(self, samples: list[SourceSample], progress: Progress | None,
+                ) -> dict[str, tuple[ImageInfo | None, str | None]]:
+        """Submit the images of ``samples`` not submitted yet, wait for every image (with
+        progress), remember what was learned, close."""
         try:
+            self.submit([(s.key, s.path) for s in samples if s.path])
+            if self.pending and (self.pool is not None or len(self.items) >= self.POOL_MIN) \
+                    and self.workers > 1:
+                self._dispatch()
             out = self._read(progress)
             fresh = []
             for key, path in self.items:
@@ -183,8 +215,10 @@ class _Scan:
     def _read(self, progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
         out: dict[str, tuple[ImageInfo | None, str | None]] = {}
         total = len(self.items)
-        batches = (fut.result() for fut in self.futures) if self.pool is not None else (
-            process_chunk(self.items[i:i + 256], self.store, self.opts) for i in range(0, total, 256))
+        local, self.pending = self.pending, []
+        batches = itertools.chain((fut.result() for fut in self.futures),
+                                  (process_chunk(local[i:i + 256], self.store, self.opts)
+                                   for i in range(0, len(local), 256)))
         for batch in batches:
             for key, info, err in batch:
                 out[key] = (info, err)
@@ -308,8 +342,25 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
     spec = registry.detect(root) if format == "auto" else registry.get(format)
     if not spec.can_import:
         raise InvalidInput(f"format {spec.name!r} cannot be imported")
+    # images are read by worker processes from the moment the reader finds them, while it
+    # goes on with the annotations, and this process then builds the label rows
+    scan = _Scan(ws, workers=workers, rehash=rehash)
+    with gc_paused():  # no cycles are built; see core.memory
+        try:
+            return _import(ws, scan, spec, root, source, dataset, split=split, mode=mode,
+                           on_error=on_error, message=message, metadata=metadata,
+                           branch=branch, author=author, progress=progress, t0=t0)
+        finally:
+            scan.close()
+
+
+def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, source: str | Path,
+            dataset: str, *, split: str | None, mode: Literal["add", "sync"],
+            on_error: Literal["fail", "skip"], message: str | None, metadata: str | Path | None,
+            branch: str, author: str | None, progress: Progress | None, t0: float) -> ImportResult:
+    found = {"images_found": scan.submit} if spec.streams_images else {}
     try:
-        src: SourceDataset = spec.load().read(root, split=split)
+        src: SourceDataset = spec.load().read(root, split=split, **found)
     except (OSError, OverflowError, ValueError, RecursionError, UnicodeError, MemoryError) as e:
         # importers report bad records as problems; anything that still escapes is bad
         # input too, and must read as such, not as a crash
@@ -330,12 +381,10 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
         user_meta, meta_problems = load_metadata_file(Path(metadata))
         problems.extend(meta_problems)
 
-    scan = _Scan(samples, ws, workers=workers, rehash=rehash)
-    try:  # while the workers read images, build the label rows against the current head
-        plan = _plan_labels(ws, dataset, branch, samples)
-        scanned = scan.collect(progress)
-    finally:
-        scan.close()
+    scan.submit([(s.key, s.path) for s in samples if s.path])
+    # while the workers read images, build the label rows against the current head
+    plan = _plan_labels(ws, dataset, branch, samples)
+    scanned = scan.collect(samples, progress)
     bad_keys: set[str] = set()
     for s in samples:
         if not s.path:
@@ -362,7 +411,7 @@ def import_source(ws: Workspace, source: str | Path, dataset: str, *, format: st
         assert info is not None
         meta = {"exif": json.loads(info.exif)} if info.exif else {}
         meta.update(s.metadata)  # the annotation's own fields, then the user's, win
-        extra = user_meta.get(s.key) or user_meta.get(Path(s.key).name)
+        extra = user_meta and (user_meta.get(s.key) or user_meta.get(Path(s.key).name))
         if extra:
             meta.update(extra)
         sample_rows.append({

@@ -386,6 +386,23 @@ def test_missing_image_file(tmp_path: Path) -> None:
     assert [(s.key, len(s.labels)) for s in ds.samples] == [("train/a.jpg", 1)]
 
 
+def test_images_are_announced_per_file_before_its_annotations(peer: Path, tmp_path: Path) -> None:
+    """An import starts reading images while the annotations are parsed: the reader hands
+    over each file's images (key and path, missing files left out) as it finds them."""
+    calls: list[list[tuple[str, str]]] = []
+    ds = coco.read(peer / "coco", images_found=calls.append)
+    assert calls and all(calls)
+    announced = {k: p for call in calls for k, p in call}
+    assert announced == {s.key: s.path for s in ds.samples}
+
+    make_coco(tmp_path)
+    (tmp_path / "images" / "train" / "b.jpg").unlink()
+    calls.clear()
+    ds = coco.read(tmp_path, images_found=calls.append)
+    assert [[k for k, _ in call] for call in calls] == [["train/a.jpg"]]
+    assert [s.key for s in ds.samples] == ["train/a.jpg"]
+
+
 def test_duplicate_image_ids(tmp_path: Path) -> None:
     make_coco(tmp_path, images=[{"id": 1, "file_name": "a.jpg", "width": 20, "height": 10},
                                 {"id": 1, "file_name": "b.jpg", "width": 20, "height": 10}],

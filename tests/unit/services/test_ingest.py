@@ -196,13 +196,22 @@ def test_source_must_be_a_folder(ws: Workspace, tmp_path: Path) -> None:
         ws.import_source(tmp_path / "nope", "x")
 
 
-def test_parallel_import_matches_serial(ws: Workspace, tmp_path: Path) -> None:
+def test_parallel_import_matches_serial(ws: Workspace, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers get the images of the whole source at once, or file by file as the COCO
+    reader finds them (here: the train file's, then the val file's): same rows."""
+    from viewfinder.services import ingest
+
     src = make_coco(tmp_path / "big", n_images=600, size=(64, 48), seed=5)
     a = ws.import_source(src, "par", workers=2)
     b = ws.import_source(src, "ser", workers=1)
-    pa_rows = ws.dataset("par").samples().select(["key", "content_hash", "width"]).to_pylist()
-    sr_rows = ws.dataset("ser").samples().select(["key", "content_hash", "width"]).to_pylist()
-    assert a.samples == b.samples == 600 and pa_rows == sr_rows
+    monkeypatch.setattr(ingest._Scan, "POOL_MIN", 100)
+    c = ws.import_source(src, "early", workers=2, rehash=True)
+    rows = {name: ws.dataset(name).samples().select(["key", "content_hash", "width"]).to_pylist()
+            for name in ("par", "ser", "early")}
+    assert a.samples == b.samples == c.samples == 600
+    assert rows["par"] == rows["ser"] == rows["early"]
+    assert ws.dataset("early").labels().num_rows == ws.dataset("ser").labels().num_rows
 
 
 def test_hostile_numbers_and_names_are_problems_not_crashes(ws: Workspace, coco_source: Path) -> None:
