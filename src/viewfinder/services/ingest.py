@@ -195,10 +195,7 @@ class _Scan:
         """Submit the images of ``samples`` not submitted yet, wait for every image (with
         progress), remember what was learned, close."""
         try:
-            self.submit([(s.key, s.path) for s in samples if s.path])
-            if self.pending and (self.pool is not None or len(self.items) >= self.POOL_MIN) \
-                    and self.workers > 1:
-                self._dispatch()
+            self.submit([(s.key, s.path) for s in samples if s.path])  # pending: too few for a pool
             out = self._read(progress)
             fresh = []
             for key, path in self.items:
