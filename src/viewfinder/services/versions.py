@@ -130,31 +130,50 @@ def empty_changes() -> dict[str, Any]:
     return {"samples": dict(z), "labels": dict(z)}
 
 
-def summarize(tables: DatasetTables, samples_version: int, labels_version: int) -> dict[str, Any]:
+def summarize(tables: DatasetTables, samples_version: int, labels_version: int,
+              parent: VersionRecord | None = None) -> dict[str, Any]:
     """Counts stored with each version: samples, labels, per class, per split, and the
-    box-size distribution (one scan of each table)."""
-    s = tables.open("samples", samples_version)
-    lab = tables.open("labels", labels_version)
-    con = duck.connect(s=s, l=lab)
-    splits = duck.query(con, "SELECT coalesce(split, ?) AS k, count(*) AS n FROM s GROUP BY 1 ORDER BY 1",
-                        [NO_SPLIT]).to_pylist()
+    box-size distribution (one scan of each table). The counts of a table the commit did
+    not write (same table version as ``parent``) are the parent's: tagging samples does
+    not rescan millions of labels."""
+    same_samples = (parent is not None and parent.samples_table_version == samples_version
+                    and all(k in parent.summary for k in _SAMPLE_PARTS))
+    same_labels = (parent is not None and parent.labels_table_version == labels_version
+                   and all(k in parent.summary for k in _LABEL_PARTS))
+    out: dict[str, Any] = {}
+    con = None
+    if same_samples:
+        assert parent is not None
+        out.update({k: parent.summary[k] for k in _SAMPLE_PARTS})
+    else:
+        con = duck.connect(s=tables.open("samples", samples_version))
+        splits = duck.query(con, "SELECT coalesce(split, ?) AS k, count(*) AS n FROM s GROUP BY 1 ORDER BY 1",
+                            [NO_SPLIT]).to_pylist()
+        out.update(samples=sum(r["n"] for r in splits), splits={r["k"]: r["n"] for r in splits})
+        con.close()
+    if same_labels:
+        assert parent is not None
+        out.update({k: parent.summary[k] for k in (*_LABEL_PARTS, "predictions") if k in parent.summary})
+        return out
+    con = duck.connect(l=tables.open("labels", labels_version))
     # label counts are of the ground truth; predictions (labels of a model run) are counted
     # apart: both from one scan of the labels (the table is read once per aggregate pass)
     groups = duck.query(con, f"""SELECT ({GROUND_TRUTH_SQL}) AS gt, class_name AS k, source,
         {_PER_CLASS_AGGREGATES} FROM l GROUP BY ALL""").to_pylist()
-    stats = label_stats(lambda sql: duck.query(con, sql).to_pylist(),
-                        f"(SELECT * FROM l WHERE {GROUND_TRUTH_SQL})",
-                        per_class=_merge_class_groups([g for g in groups if g["gt"]]))
+    out.update(label_stats(lambda sql: duck.query(con, sql).to_pylist(),
+                           f"(SELECT * FROM l WHERE {GROUND_TRUTH_SQL})",
+                           per_class=_merge_class_groups([g for g in groups if g["gt"]])))
     predictions: dict[str, int] = {}
     for g in sorted((g for g in groups if not g["gt"]), key=lambda g: g["source"]):
         predictions[g["source"]] = predictions.get(g["source"], 0) + g["n"]
     con.close()
-    out = {"samples": sum(r["n"] for r in splits), "splits": {r["k"]: r["n"] for r in splits}, **stats}
     if predictions:
         out["predictions"] = predictions
     return out
 
 
+_SAMPLE_PARTS = ("samples", "splits")
+_LABEL_PARTS = ("labels", "classes", "box_sizes")  # and "predictions" when there are any
 
 
 EXACT_QUANTILES_UP_TO = 1_000_000
@@ -286,7 +305,7 @@ def commit(ws: Workspace, dataset: DatasetRecord, branch: str,
             return CommitResult(head, False)
         sv = tables.apply("samples", head.samples_table_version, changes.samples)
         lv = tables.apply("labels", head.labels_table_version, changes.labels)
-        summary = summarize(tables, sv, lv)
+        summary = summarize(tables, sv, lv, parent=head)
         summary["class_list"] = (changes.classes if changes.classes is not None
                                  else head.summary.get("class_list", []))
         v = VersionRecord(

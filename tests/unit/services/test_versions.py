@@ -201,3 +201,23 @@ def test_every_version_records_the_run_that_made_it(street: Workspace) -> None:
         runs.append(run)
     assert [r["operation"] for r in runs] == ["merge", "tag-samples", "tag-samples", "split", "remap", "import"]
     assert runs[4]["params"]["map"] == {"car": "vehicle"} and runs[0]["params"]["source"] == "b"
+
+
+def test_a_commit_reuses_the_counts_of_a_table_it_did_not_write(
+        street: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tagging samples writes the samples table only: the new version's label counts are
+    its parent's (no scan of the labels), and equal a full recount."""
+    from viewfinder.storage import duck
+
+    scanned: list[str] = []
+    connect = duck.connect
+    monkeypatch.setattr(duck, "connect", lambda **rel: scanned.extend(rel) or connect(**rel))
+    street.dataset("street").tag_samples('label.class == "dog"', add=["dog"])
+    assert "l" not in scanned and "s" in scanned
+    street.dataset("street").remap({"car": "vehicle"})  # writes the labels only
+    inner = street._ws
+    for v in vs.log(inner, "street")[:2]:
+        tables = inner.tables(vs.resolve(inner, "street").dataset)
+        fresh = vs.summarize(tables, v.samples_table_version, v.labels_table_version)
+        assert {k: v.summary[k] for k in fresh} == fresh
+    assert "vehicle" in street.dataset("street").stats()["classes"]
