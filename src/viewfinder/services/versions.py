@@ -155,14 +155,23 @@ def summarize(tables: DatasetTables, samples_version: int, labels_version: int,
         assert parent is not None
         out.update({k: parent.summary[k] for k in (*_LABEL_PARTS, "predictions") if k in parent.summary})
         return out
-    con = duck.connect(l=tables.open("labels", labels_version))
+    labels = tables.open("labels", labels_version)
+    con = duck.connect(l=labels)
     # label counts are of the ground truth; predictions (labels of a model run) are counted
-    # apart: both from one scan of the labels (the table is read once per aggregate pass)
-    groups = duck.query(con, f"""SELECT ({GROUND_TRUTH_SQL}) AS gt, class_name AS k, source,
-        {_PER_CLASS_AGGREGATES} FROM l GROUP BY ALL""").to_pylist()
+    # apart; both, and the ground truth's box-size percentiles, from one scan of the labels
+    every = -(-labels.count_rows() // EXACT_QUANTILES_UP_TO)  # above it: ~1 row in `every`
+    pick = "true" if every <= 1 else f"hash(w, h) % {every} = 0"
+    rows = duck.query(con, f"""SELECT ({GROUND_TRUTH_SQL}) AS gt, class_name AS k, source,
+        grouping(class_name) = 1 AS everything, {_PER_CLASS_AGGREGATES},
+        quantile_cont(w, {_QUANTILES}) FILTER (WHERE {pick}) AS wq,
+        quantile_cont(h, {_QUANTILES}) FILTER (WHERE {pick}) AS hq
+        FROM l GROUP BY GROUPING SETS ((gt, class_name, source), (gt))""").to_pylist()
+    groups = [r for r in rows if not r["everything"]]
+    truth = next((r for r in rows if r["everything"] and r["gt"]), {"wq": None, "hq": None})
     out.update(label_stats(lambda sql: duck.query(con, sql).to_pylist(),
                            f"(SELECT * FROM l WHERE {GROUND_TRUTH_SQL})",
-                           per_class=_merge_class_groups([g for g in groups if g["gt"]])))
+                           per_class=_merge_class_groups([g for g in groups if g["gt"]]),
+                           quantiles={"wq": truth["wq"], "hq": truth["hq"]}))
     predictions: dict[str, int] = {}
     for g in sorted((g for g in groups if not g["gt"]), key=lambda g: g["source"]):
         predictions[g["source"]] = predictions.get(g["source"], 0) + g["n"]
@@ -178,7 +187,9 @@ _LABEL_PARTS = ("labels", "classes", "box_sizes")  # and "predictions" when ther
 
 EXACT_QUANTILES_UP_TO = 1_000_000
 """Box-size percentiles are exact up to this many labels, then taken from a repeatable
-system sample of about that many (a distribution does not need every row)."""
+sample of about that many (a distribution does not need every row)."""
+
+_QUANTILES = "[0.05, 0.25, 0.5, 0.75, 0.95]"
 
 
 _PER_CLASS_AGGREGATES = """count(*) AS n,
@@ -207,18 +218,21 @@ def _merge_class_groups(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def label_stats(run: Callable[[str], list[dict[str, Any]]], labels: str,
                 per_class: list[dict[str, Any]] | None = None,
-                exact_up_to: int = EXACT_QUANTILES_UP_TO) -> dict[str, Any]:
+                exact_up_to: int = EXACT_QUANTILES_UP_TO,
+                quantiles: dict[str, Any] | None = None) -> dict[str, Any]:
     """``labels``, ``classes`` and ``box_sizes`` of the label rows ``labels`` (a table or
-    a subquery), with ``run(sql) -> rows``; ``per_class`` when the caller has counted
-    them already (rows of ``k`` and :data:`_PER_CLASS_AGGREGATES`). Box-size percentiles
-    are exact up to ``exact_up_to`` labels, then from a repeatable sample of about that many."""
+    a subquery), with ``run(sql) -> rows``; ``per_class`` and the width/height percentiles
+    (``wq``, ``hq``) when the caller has them already (rows of ``k`` and
+    :data:`_PER_CLASS_AGGREGATES`). Box-size percentiles are exact up to ``exact_up_to``
+    labels, then from a repeatable sample of about that many."""
     if per_class is None:
         per_class = run(f"SELECT class_name AS k, {_PER_CLASS_AGGREGATES} FROM {labels} GROUP BY 1 ORDER BY 1")
     n = sum(r["n"] for r in per_class)
-    sample = (f"USING SAMPLE {100 * exact_up_to / n:.4f}% (system, 7)" if n > exact_up_to else "")
-    q = run(f"""SELECT quantile_cont(w, [0.05, 0.25, 0.5, 0.75, 0.95]) AS wq,
-            quantile_cont(h, [0.05, 0.25, 0.5, 0.75, 0.95]) AS hq
-        FROM (SELECT w, h FROM {labels} {sample}) WHERE w IS NOT NULL""")[0]
+    if quantiles is None:
+        sample = (f"USING SAMPLE {100 * exact_up_to / n:.4f}% (system, 7)" if n > exact_up_to else "")
+        quantiles = run(f"""SELECT quantile_cont(w, {_QUANTILES}) AS wq, quantile_cont(h, {_QUANTILES}) AS hq
+            FROM (SELECT w, h FROM {labels} {sample}) WHERE w IS NOT NULL""")[0]
+    q = dict(quantiles)
 
     def pick(key: str, fn: Callable[..., Any]) -> Any:
         vals = [r[key] for r in per_class if r[key] is not None]

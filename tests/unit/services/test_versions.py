@@ -221,3 +221,25 @@ def test_a_commit_reuses_the_counts_of_a_table_it_did_not_write(
         fresh = vs.summarize(tables, v.samples_table_version, v.labels_table_version)
         assert {k: v.summary[k] for k in fresh} == fresh
     assert "vehicle" in street.dataset("street").stats()["classes"]
+
+
+def test_box_size_percentiles_above_the_exact_limit_come_from_a_repeatable_sample(
+        street: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above EXACT_QUANTILES_UP_TO labels a summary's percentiles come from about that
+    many rows, picked by their values (the same version always gives the same figures,
+    whatever the number of threads); every count and extreme stays exact."""
+    inner = street._ws
+    at = vs.resolve(inner, "street")
+    tables = inner.tables(at.dataset)
+    versions = (at.version.samples_table_version, at.version.labels_table_version)
+    exact = vs.summarize(tables, *versions)
+    monkeypatch.setattr(vs, "EXACT_QUANTILES_UP_TO", max(1, exact["labels"] // 3))
+    sampled = [vs.summarize(tables, *versions) for _ in range(3)]
+    assert sampled[0] == sampled[1] == sampled[2]
+    s, e = sampled[0], exact
+    assert s["classes"] == e["classes"] and s["box_sizes"]["buckets"] == e["box_sizes"]["buckets"]
+    assert s["box_sizes"] != e["box_sizes"]  # percentiles of about a third of the rows
+    for dim in ("width", "height"):
+        d = s["box_sizes"][dim]
+        assert (d["min"], d["max"]) == (e["box_sizes"][dim]["min"], e["box_sizes"][dim]["max"])
+        assert d["min"] <= d["p5"] <= d["p25"] <= d["p50"] <= d["p75"] <= d["p95"] <= d["max"]
