@@ -95,7 +95,7 @@ def export_cmd(
     out_dir: Annotated[str, typer.Argument(metavar="OUT", help="Folder to write (must be new or empty).")],
     format: Annotated[str, typer.Option("--format", help=EXPORT_FORMATS)],
     filter: FilterOpt = None,
-    images: Annotated[str, typer.Option(help="copy, link (symlinks to the store) or none.")] = "copy",
+    images: Annotated[str, typer.Option(help="copy, link (hard links to the store; symbolic links across file systems) or none.")] = "copy",
     workspace_path: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -404,6 +404,21 @@ class FileWriter:
                 self.finish()
 
 
+_NO_HARD_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP,
+                           errno.EOPNOTSUPP, errno.ENOSYS})
+"""Why a file system may refuse a hard link: another device, protected_hardlinks, too many
+links to the file, no hard links at all."""
+
+
+def _replacing(make: Callable[[str, str], None], src: str, dest: str) -> None:
+    """``make(src, dest)``, replacing a file or link at ``dest`` (never following it)."""
+    try:
+        make(src, dest)
+    except FileExistsError:
+        os.unlink(dest)
+        make(src, dest)
+
+
 def _copy_file(src: str, dest: str) -> None:
     """Copy ``src`` to a new file ``dest`` in the kernel where it can (``copy_file_range``,
     else ``sendfile``, else read/write): about twice as fast as ``shutil.copyfile`` on
@@ -455,7 +470,7 @@ def _sendfile(fin: int, fout: int, count: int) -> int:
 
 
 class ImageWriter:
-    """Places images into an export: copy, symlink, or nothing.
+    """Places images into an export: copy, link (see :meth:`_link`), or nothing.
 
     With ``background=True`` placement runs on worker threads, so the kernel creates
     image files while the exporter writes annotation files into other folders (file
@@ -486,6 +501,7 @@ class ImageWriter:
         self._progress = progress
         self._placed = 0
         self._count_lock = threading.Lock()
+        self._hard_links = True  # until the file system refuses one
 
     def place(self, content_hash: str, dest: str | os.PathLike[str]) -> None:
         """Put the image ``content_hash`` at ``dest`` (replacing a file that is there)."""
@@ -505,11 +521,7 @@ class ImageWriter:
             self._made.add(parent)
         src = self._source_path(content_hash)
         if self.mode is ImagesMode.LINK:
-            try:
-                os.symlink(src, dest)
-            except FileExistsError:
-                os.unlink(dest)
-                os.symlink(src, dest)
+            self._link(src, dest)
         else:
             _copy_file(src, dest)
         if self._progress is not None:
@@ -518,6 +530,23 @@ class ImageWriter:
                 placed = self._placed
             if placed % self.PROGRESS_EVERY == 0:
                 self._progress(placed)
+
+    def _link(self, src: str, dest: str) -> None:
+        """A hard link to the stored image where the file system allows one (a plain file
+        to every tool, it keeps working if the store moves, and costs the kernel less
+        than a symbolic link to a long path), else a symbolic link. Either way the image
+        is the store's read-only file: editing it in place fails, and a later export over
+        it replaces the link, never writes through it."""
+        if self._hard_links:
+            try:
+                _replacing(os.link, src, dest)
+                return
+            except OSError as e:
+                if e.errno not in _NO_HARD_LINK:
+                    raise
+                if e.errno != errno.EMLINK:  # EMLINK: this image has too many; others may not
+                    self._hard_links = False
+        _replacing(os.symlink, src, dest)
 
     def finish(self) -> None:
         """Wait for every image; raise the first error."""

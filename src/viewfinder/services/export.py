@@ -55,7 +55,7 @@ def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: st
     background threads while the exporter prepares the next files.
 
     Args:
-        images: ``copy`` the images, ``link`` them (symlinks to the local store) or ``none``.
+        images: ``copy`` the images, ``link`` them (hard links to the local store, symbolic links where the file system refuses) or ``none``.
         progress: ``progress(images placed, images in the export)`` as images are placed.
 
     Raises:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import filecmp
 from pathlib import Path
 
@@ -62,8 +64,11 @@ def test_filtered_export_and_image_modes(street: Workspace, tmp_path: Path) -> N
     n = ds.count('label.class == "dog"')
     res = ds.export("coco", tmp_path / "dogs", filter='label.class == "dog"', images="link")
     assert res.samples == n
-    imgs = [p for p in (tmp_path / "dogs" / "images").rglob("*") if p.is_file() or p.is_symlink()]
-    assert len(imgs) == n and all(p.is_symlink() for p in imgs)
+    imgs = [p for p in (tmp_path / "dogs" / "images").rglob("*") if p.is_file()]
+    blobs = {p.name: p for p in (street._ws.path / "objects" / "blobs").rglob("*") if p.is_file()}
+    # each image is the stored file itself (a hard link: same file system here), not a copy
+    assert len(imgs) == n and all(p.stat().st_nlink >= 2 and not p.is_symlink() for p in imgs)
+    assert all(any(os.path.samefile(p, b) for b in blobs.values()) for p in imgs)
     ds.export("coco", tmp_path / "noimg", images="none")
     assert not (tmp_path / "noimg" / "images").exists() or not any((tmp_path / "noimg" / "images").rglob("*.jpg"))
 
