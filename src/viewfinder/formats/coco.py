@@ -469,6 +469,7 @@ class _Reader:
                           required=task not in ("image_info", "captions"))
         categories = self._categories(rel, cats)
         image_keys = self._images(rel, split, images)
+        images.clear()  # the parsed image records are not needed any more
         if self.images_found is not None:
             samples = self.samples
             self.images_found([(k, samples[k].path) for k in image_keys.values() if k is not None])
@@ -664,6 +665,8 @@ class _Reader:
         names, samples, add, by_ann = categories.names, self.samples, self._add, self.by_ann
         instance = task in _INSTANCE_FAMILY
         for i, ann in enumerate(anns):
+            anns[i] = None  # each parsed annotation is freed once read: a file of a million
+            # annotations never holds them all next to the labels made of them
             # The checks of _annotation_head, cheaply for the common case; it rechecks (and
             # words the problem) when any of them fails.
             if (type(ann) is dict and type(aid := ann.get("id")) is int and aid not in seen

@@ -402,31 +402,43 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
     good = [s for s in samples if s.key not in bad_keys]
     protected_ids = {rows.sample_id(k) for k in bad_keys}  # left as they are in sync mode
 
-    sample_rows: list[dict[str, Any]] = []
-    for s in good:
-        info = scanned[s.key][0]
+    infos = [scanned[s.key][0] for s in good]  # sample rows as columns: no dict per sample
+    meta_json = []
+    for s, info in zip(good, infos, strict=True):
         assert info is not None
         meta = {"exif": json.loads(info.exif)} if info.exif else {}
         meta.update(s.metadata)  # the annotation's own fields, then the user's, win
         extra = user_meta and (user_meta.get(s.key) or user_meta.get(Path(s.key).name))
         if extra:
             meta.update(extra)
-        sample_rows.append({
-            "id": rows.sample_id(s.key), "key": s.key, "content_hash": info.content_hash,
-            "width": info.width, "height": info.height, "size_bytes": info.size_bytes,
-            "media_type": info.media_type, "split": s.split, "tags": [],
-            "metadata": rows.canonical_json(meta)})
+        meta_json.append(rows.canonical_json(meta))
+    columns: dict[str, list[Any]] = {
+        "id": [rows.sample_id(s.key) for s in good], "key": [s.key for s in good],
+        "content_hash": [i.content_hash for i in infos], "width": [i.width for i in infos],
+        "height": [i.height for i in infos], "size_bytes": [i.size_bytes for i in infos],
+        "media_type": [i.media_type for i in infos], "split": [s.split for s in good],
+        "tags": [[] for _ in good], "metadata": meta_json}
     classes = list(dict.fromkeys([*src.classes, *(lab.class_name for s in good for lab in s.labels)]))
+    n_labels = sum(len(s.labels) for s in good)
+    # From here on the samples and labels are Arrow rows (the plan's and this table); the
+    # Python objects would only hold memory through the commit (about half of it).
+    new_samples = rows.samples_table_of(columns)
+    del columns, infos, meta_json
+    for s in samples:
+        s.labels = []
 
     def build(head: VersionRecord, tables: DatasetTables) -> vs.Changes:
         labels = plan
         stale = labels.head_id != head.id and not (labels.head_id is None and head.summary["labels"] == 0)
         if stale:  # another writer moved the branch: label ids against its head
-            labels = _label_plan(samples, _head_labels(tables, head, samples), head.id)
-        good_ids = pa.array([rows.sample_id(s.key) for s in good], pa.string())
-        return _build_changes(head, tables, sample_rows, labels.table.filter(
-            pc.is_in(labels.table.column("sample_id"), good_ids)), labels.old, mode=mode,
-            protected=protected_ids, classes=classes)
+            labels = _label_plan(_with_planned_labels(plan.table, samples),
+                                 _head_labels(tables, head, samples), head.id)
+        table = labels.table
+        if bad_keys:  # only the labels of good samples (a copy: not made when all are good)
+            good_ids = pa.array([rows.sample_id(s.key) for s in good], pa.string())
+            table = table.filter(pc.is_in(table.column("sample_id"), good_ids))
+        return _build_changes(head, tables, new_samples, table, labels.old, mode=mode,
+                              protected=protected_ids, classes=classes)
 
     ds = vs.get_or_create_dataset(ws, dataset, author=author)
     run_id = ws.catalog.start_run(
@@ -449,7 +461,7 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
                           outputs={"version": result.version.id, "created": result.created})
     return ImportResult(
         dataset=dataset, format=spec.name, version=result.version, created=result.created,
-        samples=len(good), labels=sum(len(s.labels) for s in good),
+        samples=len(good), labels=n_labels,
         changes=result.version.changes if result.created else vs.empty_changes(),
         skipped=problems, seconds=time.perf_counter() - t0)
 
@@ -511,7 +523,37 @@ def _label_plan(samples: list[SourceSample], old: list[dict[str, Any]], head_id:
     return _LabelPlan(head_id, pa.concat_tables(batches), old)
 
 
-def _build_changes(head: VersionRecord, tables: DatasetTables, sample_rows: list[dict[str, Any]], new_labels: pa.Table,
+def _with_planned_labels(table: pa.Table, samples: list[SourceSample]) -> list[SourceSample]:
+    """``samples`` again with their labels, rebuilt (in order) from the plan's rows: for
+    planning again against another head, after the label objects were let go."""
+    by_sample: dict[str, list[SourceLabel]] = defaultdict(list)
+    for r in table.to_pylist():
+        by_sample[r["sample_id"]].append(rows.label_from_row(r))
+    return [SourceSample(key=s.key, path=s.path, labels=by_sample.get(rows.sample_id(s.key), []))
+            for s in samples]
+
+
+def _keep_viewfinder_fields(new_samples: pa.Table, head_s: dict[str, dict[str, Any]]) -> pa.Table:
+    """Imports do not carry Viewfinder-side fields: a sample already in the head keeps its
+    tags, and its split where the source has none."""
+    ids = new_samples.column("id").to_pylist()
+    if not any(i in head_s for i in ids):
+        return new_samples
+    tags, splits = new_samples.column("tags").to_pylist(), new_samples.column("split").to_pylist()
+    for n, i in enumerate(ids):
+        old = head_s.get(i)
+        if old is not None:
+            tags[n] = old["tags"] or []
+            if splits[n] is None:
+                splits[n] = old["split"]
+    for name, values in (("tags", tags), ("split", splits)):
+        at = new_samples.schema.get_field_index(name)
+        new_samples = new_samples.set_column(at, new_samples.schema.field(at),
+                                             pa.array(values, new_samples.schema.field(at).type))
+    return rows.with_row_hash(new_samples, "samples").cast(new_samples.schema)
+
+
+def _build_changes(head: VersionRecord, tables: DatasetTables, new_samples: pa.Table, new_labels: pa.Table,
                    old_labels: list[dict[str, Any]], *, mode: str, protected: set[str],
                    classes: list[str]) -> vs.Changes:
     changes = vs.Changes()
@@ -520,17 +562,18 @@ def _build_changes(head: VersionRecord, tables: DatasetTables, sample_rows: list
         head_samples = tables.read("samples", head.samples_table_version,
                                    columns=["id", "split", "tags", "metadata", "row_hash"])
         head_s = {r["id"]: r for r in head_samples.to_pylist()}
-    # Imports do not carry Viewfinder-side fields: keep tags, and a split the source lacks.
-    for r in sample_rows:
-        old = head_s.get(r["id"])
-        if old is not None:
-            r["tags"] = old["tags"] or []
-            if r["split"] is None:
-                r["split"] = old["split"]
-    new_samples = rows.samples_table(sample_rows)
+        new_samples = _keep_viewfinder_fields(new_samples, head_s)
+    counts = changes.counts
+    if not head_s and not old_labels:  # a first import: everything is added
+        counts["samples"]["added"] = new_samples.num_rows
+        counts["labels"]["added"] = new_labels.num_rows
+        changes.samples = TableChange(upserts=new_samples if new_samples.num_rows else None)
+        changes.labels = TableChange(upserts=new_labels if new_labels.num_rows else None)
+        changes.classes = _merged_classes(head, classes, mode)
+        return changes
     new_ids = set(new_samples.column("id").to_pylist())
 
-    upsert_mask, counts = [], changes.counts
+    upsert_mask = []
     for i, h in zip(new_samples.column("id").to_pylist(), new_samples.column("row_hash").to_pylist(), strict=True):
         old = head_s.get(i)
         if old is None:
@@ -572,9 +615,13 @@ def _build_changes(head: VersionRecord, tables: DatasetTables, sample_rows: list
     changes.labels = TableChange(
         upserts=new_labels.filter(pa.array(mask, pa.bool_())) if any(mask) else None,
         deletes=vs.id_array(removed_labels) if removed_labels else None)
-    old_classes = head.summary.get("class_list", [])
-    # sync: the source's class list is the truth; add: new classes are appended
-    merged_classes = classes if mode == "sync" else list(dict.fromkeys([*old_classes, *classes]))
-    if merged_classes != old_classes:
-        changes.classes = merged_classes
+    changes.classes = _merged_classes(head, classes, mode)
     return changes
+
+
+def _merged_classes(head: VersionRecord, classes: list[str], mode: str) -> list[str] | None:
+    """The class list after the import, or None where it stays the head's. Sync: the
+    source's class list is the truth; add: new classes are appended."""
+    old = head.summary.get("class_list", [])
+    merged = classes if mode == "sync" else list(dict.fromkeys([*old, *classes]))
+    return merged if merged != old else None

@@ -53,6 +53,14 @@ def samples_table(rows: list[dict[str, Any]]) -> pa.Table:
     return with_row_hash(_columns(rows, schema.SAMPLES), "samples").cast(schema.SAMPLES)
 
 
+def samples_table_of(columns: dict[str, list[Any]]) -> pa.Table:
+    """Columns (lists by SAMPLES column name, all but row_hash) → table with row_hashes:
+    what :func:`samples_table` makes, without a dict per sample (imports of many images)."""
+    sch = pa.schema([f for f in schema.SAMPLES if f.name != "row_hash"])
+    t = pa.table({f.name: pa.array(columns[f.name], f.type) for f in sch}, schema=sch)
+    return with_row_hash(t, "samples").cast(schema.SAMPLES)
+
+
 def label_row(label: SourceLabel, *, label_id: str, sample_id_: str) -> dict[str, Any]:
     """One labels-table row from a SourceLabel (bbox and area derived where needed)."""
     bbox = label.bbox
