@@ -101,7 +101,7 @@ def machine() -> str:
 def warm(src: Path) -> None:
     """Read every file of ``src`` once, untimed: the imports then measure Viewfinder, not
     this VM's disk (cold, 100k small JPEGs read at ~20 MB/s made one run 10× slower than
-    its CPU time). FiftyOne's reference figures were also taken on data just generated."""
+    its CPU time)."""
     t = time.perf_counter()
     size = 0
     for dirpath, _dirs, files in os.walk(src):
