@@ -278,3 +278,32 @@ def test_reimport_reads_only_files_that_changed(ws: Workspace, coco_source: Path
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert not ws.import_source(coco_source, "street", workers=1).created
     assert ws.import_source(coco_source, "street", workers=1, rehash=True).changes["samples"]["changed"] == 1
+
+
+def test_race_with_labels_matched_by_geometry(ws: Workspace, coco_source: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """YOLO labels have no ids: a re-import matches them to the head's by geometry. When a
+    commit races the import, the labels are planned again from the plan's rows, with the
+    same matches: a changed class is one changed label, not one removed and one added."""
+    from viewfinder.services import ingest
+
+    ws.import_source(coco_source, "street")
+    ws.dataset("street").export("yolo", tmp_path / "y", images="copy")
+    ws.import_source(tmp_path / "y", "y", format="yolo")
+    label_file = sorted((tmp_path / "y" / "labels").rglob("*.txt"))[0]
+    lines = label_file.read_text().splitlines()
+    cls, rest = lines[0].split(" ", 1)
+    lines[0] = f"{(int(cls) + 1) % 4} {rest}"
+    label_file.write_text("\n".join(lines) + "\n")
+    real = ingest._plan_labels
+
+    def plan_then_race(*args, **kwargs):  # type: ignore[no-untyped-def]
+        plan = real(*args, **kwargs)
+        ws.dataset("y").tag_samples(None, add=["raced"])   # lands before our commit
+        return plan
+
+    monkeypatch.setattr(ingest, "_plan_labels", plan_then_race)
+    res = ws.import_source(tmp_path / "y", "y", format="yolo", mode="sync")
+    assert res.changes["labels"] == {"added": 0, "removed": 0, "changed": 1}
+    assert res.version.parents == [ws.log("y")[1].id]
+    assert ws.dataset("y").count('"raced" in tags') == ws.dataset("y").count()
