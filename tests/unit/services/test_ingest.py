@@ -224,24 +224,31 @@ def test_hostile_numbers_and_names_are_problems_not_crashes(ws: Workspace, coco_
     assert e.value.problems and all(p.path for p in e.value.problems)
 
 
+def _race_after_planning(ws: Workspace, dataset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next import plans its labels, then another writer commits (tags every sample
+    "raced") before the import takes the lock."""
+    from viewfinder.services import ingest
+
+    real = ingest._plan_labels
+
+    def plan_then_race(*args, **kwargs):  # type: ignore[no-untyped-def]
+        plan = real(*args, **kwargs)
+        ws.dataset(dataset).tag_samples(None, add=["raced"])
+        return plan
+
+    monkeypatch.setattr(ingest, "_plan_labels", plan_then_race)
+
+
 def test_import_racing_another_writer_rebuilds_on_the_new_head(
         ws: Workspace, coco_source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Label rows are planned while images are read, before the lock; if another commit
     lands meanwhile, the import builds on that head and keeps its change."""
-    from viewfinder.services import ingest
 
     ws.import_source(coco_source, "street")
     doc = _coco(coco_source)
     doc["annotations"][0]["category_id"] = doc["annotations"][0]["category_id"] % 4 + 1
     _write(coco_source, doc)
-    real = ingest._plan_labels
-
-    def plan_then_race(*args, **kwargs):  # type: ignore[no-untyped-def]
-        plan = real(*args, **kwargs)
-        ws.dataset("street").tag_samples(None, add=["raced"])   # lands before our commit
-        return plan
-
-    monkeypatch.setattr(ingest, "_plan_labels", plan_then_race)
+    _race_after_planning(ws, "street", monkeypatch)
     res = ws.import_source(coco_source, "street", mode="sync")
     assert res.changes["labels"] == {"added": 0, "removed": 0, "changed": 1}
     ds = ws.dataset("street")
@@ -285,24 +292,16 @@ def test_race_with_labels_matched_by_geometry(ws: Workspace, coco_source: Path, 
     """YOLO labels have no ids: a re-import matches them to the head's by geometry. When a
     commit races the import, the labels are planned again from the plan's rows, with the
     same matches: a changed class is one changed label, not one removed and one added."""
-    from viewfinder.services import ingest
 
     ws.import_source(coco_source, "street")
     ws.dataset("street").export("yolo", tmp_path / "y", images="copy")
     ws.import_source(tmp_path / "y", "y", format="yolo")
-    label_file = sorted((tmp_path / "y" / "labels").rglob("*.txt"))[0]
+    label_file = min((tmp_path / "y" / "labels").rglob("*.txt"))
     lines = label_file.read_text().splitlines()
     cls, rest = lines[0].split(" ", 1)
     lines[0] = f"{(int(cls) + 1) % 4} {rest}"
     label_file.write_text("\n".join(lines) + "\n")
-    real = ingest._plan_labels
-
-    def plan_then_race(*args, **kwargs):  # type: ignore[no-untyped-def]
-        plan = real(*args, **kwargs)
-        ws.dataset("y").tag_samples(None, add=["raced"])   # lands before our commit
-        return plan
-
-    monkeypatch.setattr(ingest, "_plan_labels", plan_then_race)
+    _race_after_planning(ws, "y", monkeypatch)
     res = ws.import_source(tmp_path / "y", "y", format="yolo", mode="sync")
     assert res.changes["labels"] == {"added": 0, "removed": 0, "changed": 1}
     assert res.version.parents == [ws.log("y")[1].id]
