@@ -59,17 +59,14 @@ def import_cmd(
 
     ws = workspace(workspace_path)
     who = principal(ws)
-    # redrawn on each update, not by a refresh thread: the import forks its image readers,
-    # and a process without other threads can fork them directly (no fork server to start)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, transient=True, disable=json_out,
-                  auto_refresh=False) as bar:
+                  TimeRemainingColumn(), console=err, transient=True, disable=json_out) as bar:
         task = bar.add_task("reading images", total=None)
         result = import_source(
             ws, who, source, dataset, project=project, format=format, split=split, mode=mode,  # type: ignore[arg-type]
             on_error=on_error, message=message, metadata=metadata, branch=branch,  # type: ignore[arg-type]
             workers=workers, rehash=rehash,
-            progress=lambda done, total: bar.update(task, completed=done, total=total, refresh=True))
+            progress=lambda done, total: bar.update(task, completed=done, total=total))
     if json_out:
         print_json(result.to_dict())
         return
