@@ -37,6 +37,11 @@ def _lance() -> Any:
 TABLE_SCHEMAS: dict[str, pa.Schema] = {"samples": schema.SAMPLES, "labels": schema.LABELS}
 OPENED_MAX = 32
 """Opened table versions kept per process (see :meth:`DatasetTables.open`)."""
+
+ROWS_PER_FILE = 262_144
+"""Rows per Lance data file when a table is first filled. Lance encodes a whole file in
+memory before writing it: at its default of 1M rows, the first import of a million
+labels held another 180 MB for that; at 256k rows, 90 MB."""
 _opened: OrderedDict[tuple[str, int], Any] = OrderedDict()
 _opened_lock = threading.Lock()
 
@@ -120,6 +125,7 @@ class DatasetTables:
                 data = change.upserts.select(TABLE_SCHEMAS[table].names).cast(TABLE_SCHEMAS[table])
                 if ds.count_rows() == 0:  # first fill: nothing to match, append is faster
                     ds = lance.write_dataset(data, self.uri(table), mode="append",
+                                             max_rows_per_file=ROWS_PER_FILE,
                                              storage_options=self.storage_options)
                 else:
                     (ds.merge_insert("id").when_matched_update_all()
