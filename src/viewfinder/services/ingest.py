@@ -195,7 +195,8 @@ class _Scan:
         """Submit the images of ``samples`` not submitted yet, wait for every image (with
         progress), remember what was learned, close."""
         try:
-            self.submit([(s.key, s.path) for s in samples if s.path])  # pending: too few for a pool
+            # images not handed over yet; if too few for a pool, _read reads them here
+            self.submit([(s.key, s.path) for s in samples if s.path])
             out = self._read(progress)
             fresh = []
             for key, path in self.items:
@@ -420,8 +421,8 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
         "tags": [[] for _ in good], "metadata": meta_json}
     classes = list(dict.fromkeys([*src.classes, *(lab.class_name for s in good for lab in s.labels)]))
     n_labels = sum(len(s.labels) for s in good)
-    # From here on the samples and labels are Arrow rows (the plan's and this table); the
-    # Python objects would only hold memory through the commit (about half of it).
+    # From here on the samples and labels are Arrow rows (this table and the plan's); the
+    # Python objects would only hold memory through the commit.
     new_samples = rows.samples_table_of(columns)
     del columns, infos, meta_json
     for s in samples:
