@@ -141,7 +141,6 @@ def summarize(tables: DatasetTables, samples_version: int, labels_version: int,
     same_labels = (parent is not None and parent.labels_table_version == labels_version
                    and all(k in parent.summary for k in _LABEL_PARTS))
     out: dict[str, Any] = {}
-    con = None
     if same_samples:
         assert parent is not None
         out.update({k: parent.summary[k] for k in _SAMPLE_PARTS})
