@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import filecmp
+import stat
 from pathlib import Path
 
 import pytest
 
-from viewfinder import MergeConflict
+from viewfinder import InvalidInput, MergeConflict
 from viewfinder.api import Workspace, open_workspace
 
 pytestmark = pytest.mark.integration
@@ -40,6 +41,18 @@ def test_workspace_journey_on_every_backend(any_ws: Workspace, coco_source: Path
     ws.dataset("street@v1").export("coco", tmp_path / "b")
     cmp = filecmp.dircmp(tmp_path / "a" / "annotations", tmp_path / "b" / "annotations")
     assert not cmp.diff_files and not cmp.left_only and not cmp.right_only
+
+    # linked images are the local store's read-only files: editing one in place fails, so
+    # no export can change a stored image; an S3 store has no files to link to
+    if ws._ws.blobs.is_local:
+        ws.dataset("street@v1").export("yolo", tmp_path / "linked", images="link")
+        linked = sorted((tmp_path / "linked" / "images").rglob("*.jpg"))
+        assert linked and all(stat.S_IMODE(p.stat().st_mode) & 0o222 == 0 for p in linked)
+    else:
+        with pytest.raises(InvalidInput, match="local object store"):
+            ws.dataset("street@v1").export("yolo", tmp_path / "linked", images="link")
+        cached = Path(ws._ws.blobs.local_path(s.content_hash))  # this host's copy: read-only too
+        assert stat.S_IMODE(cached.stat().st_mode) & 0o222 == 0
 
     # a second process (another CLI user or server replica) sees the same state
     other = open_workspace(ws.path)

@@ -168,5 +168,6 @@ class BlobStore:
                 self.fs.get_file(self._remote(content_hash), tmp)
             except (OSError, FileNotFoundError) as e:
                 raise StorageError(f"blob {content_hash} is missing from the store: {e}") from e
+            os.chmod(tmp, 0o444)  # immutable like every blob: exports link to this copy
             os.replace(tmp, p)
         return str(p)
