@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from viewfinder.errors import InvalidInput, Problem
-from viewfinder.formats.base import MAX_ANNOTATION_BYTES, UnsafePath, export_join, iter_images, safe_join
+from viewfinder.formats.base import MAX_ANNOTATION_BYTES, UnsafePath, export_dest, iter_images, safe_join
 
 SPLIT_ALIASES = {"valid": "val", "validation": "val"}
 """Split names that mean ``val`` (Roboflow writes ``valid``)."""
@@ -81,11 +81,9 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def out_path(out: Path, name: str) -> Path:
-    """``out / name`` for an exported file, refusing names that would escape ``out``."""
-    try:
-        return export_join(out, name)
-    except UnsafePath as e:
-        raise InvalidInput(f"cannot export {name!r}: {e}", path=name) from None
+    """``out / name`` for an exported file, refusing names that would escape ``out`` (the
+    ``Path`` form of :func:`base.export_dest`)."""
+    return Path(export_dest(os.fspath(out), name))
 
 
 def strip_ext(name: str) -> str:

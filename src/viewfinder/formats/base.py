@@ -99,16 +99,6 @@ def export_relpath(name: str) -> str:
     return "/".join(parts)
 
 
-def export_join(out: Path, name: str) -> Path:
-    """Join a sample key to an export folder, refusing names that would escape it
-    (see :func:`export_relpath`).
-
-    Raises:
-        UnsafePath: an absolute name or a ``..`` component.
-    """
-    return Path(os.path.join(os.fspath(out), export_relpath(name)))
-
-
 def export_dest(out: str, name: str) -> str:
     """``out/name`` for a file of an export, as a string (see :func:`export_relpath`).
 
@@ -304,13 +294,25 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | g
 _READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
-def _create(path: str) -> int:
-    """A new file at ``path`` (an existing file or link there is replaced, never followed)."""
+def _replacing(dest: str, make: Callable[[], Any]) -> Any:
+    """``make()``, which creates ``dest``; a file or link already at ``dest`` is replaced,
+    never followed (so nothing is written through a link into the store)."""
     try:
-        return os.open(path, _CREATE, 0o666)
+        return make()
     except FileExistsError:
-        os.unlink(path)
-        return os.open(path, _CREATE, 0o666)
+        os.unlink(dest)
+        return make()
+
+
+def _create(path: str) -> int:
+    """A new file at ``path``, open for writing (see :func:`_replacing`)."""
+    return _replacing(path, lambda: os.open(path, _CREATE, 0o666))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class _Jobs:
@@ -386,9 +388,7 @@ class FileWriter:
             self._made.add(parent)
         fd = _create(path)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
         finally:
             os.close(fd)
 
@@ -413,15 +413,6 @@ _NO_HARD_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK,
                            errno.EOPNOTSUPP, errno.ENOSYS})
 """Why a file system may refuse a hard link: another device, protected_hardlinks, too many
 links to the file, no hard links at all."""
-
-
-def _replacing(make: Callable[[str, str], None], src: str, dest: str) -> None:
-    """``make(src, dest)``, replacing a file or link at ``dest`` (never following it)."""
-    try:
-        make(src, dest)
-    except FileExistsError:
-        os.unlink(dest)
-        make(src, dest)
 
 
 def _copy_file(src: str, dest: str) -> None:
@@ -453,9 +444,7 @@ def _copy_fds(fin: int, fout: int, size: int) -> None:
             if done or e.errno not in _NOT_SUPPORTED:
                 raise
     while chunk := os.read(fin, 1 << 20):  # no kernel copy here: plain read and write
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fout, view):]
+        _write_all(fout, chunk)
 
 
 _NOT_SUPPORTED = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
@@ -544,14 +533,14 @@ class ImageWriter:
         it replaces the link, never writes through it."""
         if self._hard_links:
             try:
-                _replacing(os.link, src, dest)
+                _replacing(dest, lambda: os.link(src, dest))
                 return
             except OSError as e:
                 if e.errno not in _NO_HARD_LINK:
                     raise
                 if e.errno != errno.EMLINK:  # EMLINK: this image has too many; others may not
                     self._hard_links = False
-        _replacing(os.symlink, src, dest)
+        _replacing(dest, lambda: os.symlink(src, dest))
 
     def finish(self) -> None:
         """Wait for every image; raise the first error."""
