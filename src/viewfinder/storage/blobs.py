@@ -54,15 +54,20 @@ class BlobStore:
             self._fs = fsspec.filesystem("s3", **self.storage_options)
         return self._fs
 
+    def _local_path(self, content_hash: str) -> str:
+        """The blob's file in a local store, as a string (imports and exports ask once per
+        image: no ``Path``)."""
+        return f"{self._local_root}/{blob_relpath(content_hash)}"
+
     def _local(self, content_hash: str) -> Path:
-        return Path(self.root.removeprefix("file://")) / blob_relpath(content_hash)
+        return Path(self._local_path(content_hash))
 
     def _remote(self, content_hash: str) -> str:
         return f"{self.root}/{blob_relpath(content_hash)}"
 
     def exists(self, content_hash: str) -> bool:
         if self.is_local:  # a plain os call: a re-import asks once per image
-            return os.path.exists(f"{self._local_root}/blobs/{content_hash[:2]}/{content_hash}")
+            return os.path.exists(self._local_path(content_hash))
         return bool(self.fs.exists(self._remote(content_hash)))
 
     def put_file(self, src: str | Path, content_hash: str) -> bool:
@@ -103,8 +108,8 @@ class BlobStore:
     def _put_local(self, data: bytes, content_hash: str) -> bool:
         """Write to a temp name unique to this process, then rename: imports call this
         once per image, so it stays on plain ``os`` calls (no pathlib, no mkstemp)."""
-        folder = f"{self._local_root}/blobs/{content_hash[:2]}"
-        dest = f"{folder}/{content_hash}"
+        dest = self._local_path(content_hash)
+        folder = os.path.dirname(dest)
         if os.path.exists(dest):
             return False
         if folder not in self._made_dirs:
@@ -153,7 +158,7 @@ class BlobStore:
     def local_path(self, content_hash: str) -> str:
         """A local file holding the blob (the blob itself, or a cached copy of a remote one)."""
         if self.is_local:  # plain strings and one stat: exports ask once per image
-            local = f"{self._local_root}/blobs/{content_hash[:2]}/{content_hash}"
+            local = self._local_path(content_hash)
             if not os.path.isfile(local):
                 raise StorageError(f"blob {content_hash} is missing from the store", path=local)
             return local
