@@ -423,7 +423,7 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
     n_labels = sum(len(s.labels) for s in good)
     # From here on the samples and labels are Arrow rows (this table and the plan's); the
     # Python objects would only hold memory through the commit.
-    new_samples = rows.samples_table_of(columns)
+    new_samples = rows.samples_table(columns)
     del columns, infos, meta_json
     for s in samples:
         s.labels = []
