@@ -190,13 +190,10 @@ class _Scan:
                 todo.append((key, path))
         return todo
 
-    def collect(self, samples: list[SourceSample], progress: Progress | None,
-                ) -> dict[str, tuple[ImageInfo | None, str | None]]:
-        """Submit the images of ``samples`` not submitted yet, wait for every image (with
-        progress), remember what was learned, close."""
+    def collect(self, progress: Progress | None) -> dict[str, tuple[ImageInfo | None, str | None]]:
+        """Wait for every submitted image (with progress; images too few for a pool are
+        read here); remember what was learned; close."""
         try:
-            # images not handed over yet; if too few for a pool, _read reads them here
-            self.submit([(s.key, s.path) for s in samples if s.path])
             out = self._read(progress)
             fresh = []
             for key, path in self.items:
@@ -379,10 +376,10 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
         user_meta, meta_problems = load_metadata_file(Path(metadata))
         problems.extend(meta_problems)
 
-    scan.submit([(s.key, s.path) for s in samples if s.path])
+    scan.submit([(s.key, s.path) for s in samples if s.path])  # those the reader did not hand over
     # while the workers read images, build the label rows against the current head
     plan = _plan_labels(ws, dataset, branch, samples)
-    scanned = scan.collect(samples, progress)
+    scanned = scan.collect(progress)
     bad_keys: set[str] = set()
     for s in samples:
         if not s.path:
