@@ -48,7 +48,7 @@ class CacheWarmer:
         while not self._stop.is_set():
             try:
                 self.warm_once()
-            except Exception:
+            except Exception:  # a failed build must not stop the server: logged, retried
                 log.exception("building query caches ahead failed; the next look retries")
             self._stop.wait(self.interval_s)
 

@@ -77,12 +77,9 @@ def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: st
     at = vs.resolve(ws, spec)
     items = collect_items(ws, at, filter)
     labels = items.tables.labels
-    classes = list(at.version.summary.get("class_list", []))
-    seen = set(classes)
-    for name in dict.fromkeys(labels.column("class_name").to_pylist()):  # in export order
-        if name not in seen:
-            seen.add(name)
-            classes.append(name)
+    # the version's classes, then any other in export order (Arrow's unique keeps it)
+    classes = list(dict.fromkeys([*at.version.summary.get("class_list", []),
+                                  *labels.column("class_name").unique().to_pylist()]))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
