@@ -143,8 +143,10 @@ def iter_images(folder: Path) -> Iterator[Path]:
                 yield Path(dirpath) / f
 
 
-def read_json(path: Path, root: Path, problems: list[Problem]) -> Any | None:
-    """Parse a JSON file; on failure add a Problem naming it and return None."""
+def read_json(path: Path, root: Path, problems: list[Problem],
+              parse: Callable[[str], Any] = json.loads) -> Any | None:
+    """Parse a JSON file (its text, with ``parse``); on failure add a Problem naming it and
+    return None."""
     rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
     try:
         if path.stat().st_size > MAX_ANNOTATION_BYTES:
@@ -156,7 +158,7 @@ def read_json(path: Path, root: Path, problems: list[Problem]) -> Any | None:
         # while parsing (a COCO file of a million annotations: 125 MB less at the peak)
         text = raw.decode(json.detect_encoding(raw), "surrogatepass")
         del raw
-        return json.loads(text)
+        return parse(text)
     except json.JSONDecodeError as e:
         problems.append(Problem(rel, f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"))
     except (OSError, UnicodeDecodeError) as e:

@@ -266,6 +266,28 @@ def test_annotation_fields_are_kept(tmp_path: Path) -> None:
     assert poly.bbox == (1, 1, 7, 7)  # derived from the rings when the file has no bbox
 
 
+
+
+def test_instance_family_files_share_one_id_space(tmp_path: Path) -> None:
+    """instances, stuff and person_keypoints of a split: an annotation with the id, image,
+    class and box of an earlier file's is that label; the same id on another object is a
+    label of its own (``task:id``), and a later file still merges into the first."""
+    make_coco(tmp_path, annotations=[box(-3, 1, 1, [1, 1, 5, 5]), box(4, 2, 1, [2, 2, 4, 4])])
+    make_coco(tmp_path, task="stuff", write_images=False, annotations=[
+        box(-3, 1, 2, [0, 0, 9, 9]),  # same id and image, another object
+        box(4, 1, 1, [2, 2, 4, 4]),   # same id, another image
+    ])
+    make_coco(tmp_path, task="person_keypoints", write_images=False, annotations=[
+        box(-3, 1, 1, [1, 1, 5, 5], keypoints=[2, 2, 2]),  # the instance of the first file
+    ])
+    ds = coco.read(tmp_path)
+    assert ds.problems == []
+    a, b = ds.samples
+    by_id = {lab.source_id: lab for lab in a.labels}
+    assert set(by_id) == {"-3", "stuff:-3", "4"}
+    assert by_id["-3"].kind is LabelKind.KEYPOINTS and by_id["-3"].keypoints == [2, 2, 2]
+    assert by_id["stuff:-3"].class_name == "dog" and by_id["stuff:-3"].keypoints is None
+    assert [(lab.source_id, lab.bbox) for lab in b.labels] == [("4", (2, 2, 4, 4))]
 # --------------------------------------------------------------------------- bad input
 
 
@@ -420,6 +442,49 @@ def test_duplicate_annotation_ids(tmp_path: Path) -> None:
     problem = one_problem(ds)
     assert problem.record == "annotation id=5" and "duplicate annotation id" in problem.message
     assert [[lab.source_id for lab in s.labels] for s in ds.samples] == [["5"], ["6"]]
+
+
+def _plain_and_broken_boxes() -> list[dict[str, Any]]:
+    """Box annotations of the plain shape (the reader packs them while parsing), good and
+    bad in every way the reader checks, with and without the optional keys."""
+    anns: list[dict[str, Any]] = [
+        box(1, 1, 1, [1.5, 1, 5, 5]), box(2, 1, 2, [1, 1, 5, 5], iscrowd=1),
+        box(3, 1, 2, [1, 1, 5, 5], iscrowd=True), box(4, 2, 1, [0, 0, 20, 10], iscrowd=1.0),
+        {"id": 5, "image_id": 2, "category_id": 2, "bbox": [2, 2, 3, 3]},  # no area, no iscrowd
+        box(6, 2, 1, [1, 1, 2, 2], segmentation=None),
+        box(7, 1, 1, [1, 1, "5", 5]), box(8, 1, 1, [1, 1, True, 5]),
+        box(9, 1, 1, [1, 1, 10 ** 400, 5]), box(10, 1, 1, [1, 1, float("nan"), 5]),
+        box(11, 1, 1, [1, 1, -2, 5]), box(12, 1, 1, [15, 1, 10, 5]), box(13, 1, 1, [1, 1, 5, 5], iscrowd=2),
+        box(14, 1, 9, [1, 1, 5, 5]), box(15, 1, "1", [1, 1, 5, 5]), box(16, 7, 1, [1, 1, 5, 5]),
+        box(1, 2, 1, [1, 1, 5, 5]), box(17, None, 1, [1, 1, 5, 5]),
+        {"id": 18, "image_id": 1, "bbox": [1, 1, 5, 5]},  # no category
+    ]
+    return anns
+
+
+def test_packed_boxes_read_exactly_as_plain_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain box annotations are packed while the file is parsed (memory); every label and
+    every problem must be the same as when the file is read as plain JSON."""
+    make_coco(tmp_path, annotations=_plain_and_broken_boxes())
+    packed = coco.read(tmp_path)
+    monkeypatch.setattr(coco, "_parse", json.loads)
+    plain = coco.read(tmp_path)
+    assert packed.problems == plain.problems and len(packed.problems) == 13
+    assert_same_dataset(packed, plain)
+    assert [[lab.source_id for lab in s.labels] for s in packed.samples] == [["1", "2", "3"], ["4", "5", "6"]]
+    assert [lab.iscrowd for s in packed.samples for lab in s.labels] == [False, True, True, True, False, False]
+
+
+def test_plain_box_shape_outside_the_annotations_list_is_kept_as_it_is(tmp_path: Path) -> None:
+    """An object shaped like a plain box annotation inside an annotation's attributes (or
+    anywhere else) stays the object it is."""
+    ref = {"id": 1, "image_id": 2, "category_id": 1, "bbox": [1, 1, 2, 2]}
+    make_coco(tmp_path, annotations=[box(1, 1, 1, [1, 1, 5, 5], attributes={"ref": ref, "refs": [ref]}),
+                                     box(2, 2, 1, [1, 1, 5, 5])])
+    ds = coco.read(tmp_path)
+    assert ds.problems == []
+    assert ds.samples[0].labels[0].attributes == {"ref": ref, "refs": [ref]}
+    assert ds.samples[1].labels[0].bbox == (1, 1, 5, 5)
 
 
 @pytest.mark.parametrize(("segmentation", "needle"), [
