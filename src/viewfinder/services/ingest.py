@@ -9,6 +9,7 @@ stops the import before a version exists, and the error lists every problem.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import itertools
 import json
@@ -229,28 +230,76 @@ class _Scan:
         self.cache.close()
 
 
-def _check_labels(s: SourceSample, info: ImageInfo) -> list[Problem]:
-    problems = []
+def _size_problem(s: SourceSample, info: ImageInfo) -> Problem | None:
+    """The annotation's image size against the real one (either orientation)."""
     if s.width and s.height and (s.width, s.height) not in ((info.width, info.height),
                                                             (info.height, info.width)):
-        problems.append(Problem(s.key, f"annotation says {s.width}x{s.height} but the image "
-                                       f"is {info.width}x{info.height}"))
-    for i, lab in enumerate(s.labels):
-        rec = f"label {lab.source_id if lab.source_id is not None else i}"
-        if lab.bbox is not None:
-            x, y, w, h = lab.bbox
-            if not all(math.isfinite(v) for v in (x, y, w, h)):
-                problems.append(Problem(s.key, "box has non-finite coordinates", rec))
-            elif w < 0 or h < 0:
-                problems.append(Problem(s.key, f"box has negative size ({w}x{h})", rec))
-            elif (x < -BOX_TOLERANCE or y < -BOX_TOLERANCE or x + w > info.width + BOX_TOLERANCE
-                  or y + h > info.height + BOX_TOLERANCE):
+        return Problem(s.key, f"annotation says {s.width}x{s.height} but the image "
+                              f"is {info.width}x{info.height}")
+    return None
+
+
+def _label_problems(labels: pa.Table, sizes: dict[str, tuple[int, int]],
+                    keys: Callable[[], dict[str, str]]) -> dict[str, list[Problem]]:
+    """Sample id → the problems of its label rows (in row order): a box that is not finite,
+    has a negative size or lies outside its image's real size, a label without a class.
+
+    Works on the plan's columns (the label objects are gone by then); only the rows found
+    bad become Python objects. Rows of samples not in ``sizes`` (unreadable images) are
+    not checked. ``keys()`` gives sample id → key, asked only when there is a problem.
+    """
+    if not labels.num_rows or not sizes:
+        return {}
+    sid = labels.column("sample_id")
+    at = pc.index_in(sid, value_set=pa.array(list(sizes), pa.string()))
+    width = pc.take(pa.array([w for w, _ in sizes.values()], pa.float64()), at)
+    height = pc.take(pa.array([h for _, h in sizes.values()], pa.float64()), at)
+    x, y, w, h = (labels.column(n) for n in ("x", "y", "w", "h"))
+    finite = pc.and_(pc.and_(pc.is_finite(x), pc.is_finite(y)), pc.and_(pc.is_finite(w), pc.is_finite(h)))
+    negative = pc.or_(pc.less(w, 0), pc.less(h, 0))
+    tol = BOX_TOLERANCE
+    outside = pc.or_(pc.or_(pc.less(x, -tol), pc.less(y, -tol)),
+                     pc.or_(pc.greater(pc.add(x, w), pc.add(width, tol)),
+                            pc.greater(pc.add(y, h), pc.add(height, tol))))
+    bad_box = pc.or_(pc.invert(finite), pc.or_(negative, outside))  # null where no box
+    no_class = pc.equal(pc.fill_null(labels.column("class_name"), ""), "")
+    bad = pc.and_(pc.is_valid(at), pc.or_(pc.fill_null(bad_box, False), no_class))
+    rows_at = pc.indices_nonzero(bad)
+    if not len(rows_at):
+        return {}
+    found = labels.select(["sample_id", "source_id", "x", "y", "w", "h", "class_name"]).take(rows_at)
+    sizes_of = {r: sizes[i] for r, i in zip(rows_at.to_pylist(), found.column("sample_id").to_pylist(), strict=True)}
+    starts = None
+    key_of = keys()
+    out: dict[str, list[Problem]] = defaultdict(list)
+    for r, row in zip(rows_at.to_pylist(), found.to_pylist(), strict=True):
+        key, source_id = key_of[row["sample_id"]], row["source_id"]
+        if source_id is None:  # named by its place among the sample's labels
+            if starts is None:
+                starts = _sample_starts(sid)
+            source_id = r - starts[bisect.bisect_right(starts, r) - 1]
+        rec, problems = f"label {source_id}", out[row["sample_id"]]
+        bx, by, bw, bh = row["x"], row["y"], row["w"], row["h"]
+        if bx is not None:
+            img_w, img_h = sizes_of[r]
+            if not all(math.isfinite(v) for v in (bx, by, bw, bh)):
+                problems.append(Problem(key, "box has non-finite coordinates", rec))
+            elif bw < 0 or bh < 0:
+                problems.append(Problem(key, f"box has negative size ({bw:g}x{bh:g})", rec))
+            elif (bx < -tol or by < -tol or bx + bw > img_w + tol or by + bh > img_h + tol):
                 problems.append(Problem(
-                    s.key, f"box [{x:g}, {y:g}, {w:g}, {h:g}] lies outside the "
-                           f"{info.width}x{info.height} image", rec))
-        if not lab.class_name:
-            problems.append(Problem(s.key, "label has no class", rec))
-    return problems
+                    key, f"box [{bx:g}, {by:g}, {bw:g}, {bh:g}] lies outside the "
+                         f"{img_w}x{img_h} image", rec))
+        if not row["class_name"]:
+            problems.append(Problem(key, "label has no class", rec))
+    return out
+
+
+def _sample_starts(sample_ids: pa.ChunkedArray) -> list[int]:
+    """The first row of each sample in rows grouped by sample."""
+    ids = sample_ids.combine_chunks()
+    change = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+    return [0, *(i + 1 for i in pc.indices_nonzero(change).to_pylist())]
 
 
 def _assign_label_ids(sid: str, labels: list[SourceLabel], head: list[dict[str, Any]]) -> list[str]:
@@ -377,32 +426,39 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
         problems.extend(meta_problems)
 
     scan.submit([(s.key, s.path) for s in samples if s.path])  # those the reader did not hand over
-    # while the workers read images, build the label rows against the current head
+    # while the workers read images, build the label rows against the current head; the
+    # label objects are let go as their rows are made (see _label_plan)
     plan = _plan_labels(ws, dataset, branch, samples)
     scanned = scan.collect(progress)
+    sample_ids = [rows.sample_id(s.key) for s in samples]
+    sizes: dict[str, tuple[int, int]] = {}
+    for s, sid in zip(samples, sample_ids, strict=True):
+        info, err = scanned[s.key] if s.path else (None, None)
+        if info is not None and err is None:
+            sizes[sid] = (info.width, info.height)
+    by_sample = _label_problems(plan.table, sizes,
+                                lambda: {sid: s.key for s, sid in zip(samples, sample_ids, strict=True)})
     bad_keys: set[str] = set()
-    for s in samples:
-        if not s.path:
+    for s, sid in zip(samples, sample_ids, strict=True):
+        if sid in sizes:
+            size_problem = _size_problem(s, scanned[s.key][0])  # type: ignore[arg-type]
+            found = [*([size_problem] if size_problem else []), *by_sample.get(sid, ())]
+        else:  # no image: the reader has said so, or the scan says why
+            found = [Problem(s.key, scanned[s.key][1] or "unreadable image")] if s.path else []
             bad_keys.add(s.key)
-            continue
-        info, err = scanned[s.key]
-        if err is not None or info is None:
-            problems.append(Problem(s.key, err or "unreadable image"))
-            bad_keys.add(s.key)
-            continue
-        label_problems = _check_labels(s, info)
-        if label_problems:
-            problems.extend(label_problems)
+        if found:
+            problems.extend(found)
             bad_keys.add(s.key)
 
     if problems and on_error == "fail":
         raise ImportFailed(problems, dataset=dataset)
-    good = [s for s in samples if s.key not in bad_keys]
+    good = [(s, sid) for s, sid in zip(samples, sample_ids, strict=True) if s.key not in bad_keys]
     protected_ids = {rows.sample_id(k) for k in bad_keys}  # left as they are in sync mode
+    del sizes
 
-    infos = [scanned[s.key][0] for s in good]  # sample rows as columns: no dict per sample
+    infos = [scanned[s.key][0] for s, _ in good]  # sample rows as columns: no dict per sample
     meta_json = []
-    for s, info in zip(good, infos, strict=True):
+    for (s, _), info in zip(good, infos, strict=True):
         assert info is not None
         meta = {"exif": json.loads(info.exif)} if info.exif else {}
         meta.update(s.metadata)  # the annotation's own fields, then the user's, win
@@ -411,30 +467,31 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
             meta.update(extra)
         meta_json.append(rows.canonical_json(meta))
     columns: dict[str, list[Any]] = {
-        "id": [rows.sample_id(s.key) for s in good], "key": [s.key for s in good],
+        "id": [sid for _, sid in good], "key": [s.key for s, _ in good],
         "content_hash": [i.content_hash for i in infos], "width": [i.width for i in infos],
         "height": [i.height for i in infos], "size_bytes": [i.size_bytes for i in infos],
-        "media_type": [i.media_type for i in infos], "split": [s.split for s in good],
+        "media_type": [i.media_type for i in infos], "split": [s.split for s, _ in good],
         "tags": [[] for _ in good], "metadata": meta_json}
-    classes = list(dict.fromkeys([*src.classes, *(lab.class_name for s in good for lab in s.labels)]))
-    n_labels = sum(len(s.labels) for s in good)
-    # From here on the samples and labels are Arrow rows (this table and the plan's); the
-    # Python objects would only hold memory through the commit.
     new_samples = rows.samples_table(columns)
+    good_ids = pa.array(columns["id"], pa.string()) if bad_keys else None
     del columns, infos, meta_json
-    for s in samples:
-        s.labels = []
+
+    def good_labels(table: pa.Table) -> pa.Table:
+        """Only the labels of good samples (a copy: not made when all are good)."""
+        return table if good_ids is None else table.filter(pc.is_in(table.column("sample_id"), good_ids))
+
+    planned = good_labels(plan.table)
+    # the source's classes, then any other in label order (Arrow's unique keeps it)
+    classes = list(dict.fromkeys([*src.classes, *pc.unique(planned.column("class_name")).to_pylist()]))
+    n_labels = planned.num_rows
 
     def build(head: VersionRecord, tables: DatasetTables) -> vs.Changes:
-        labels = plan
+        labels, table = plan, planned
         stale = labels.head_id != head.id and not (labels.head_id is None and head.summary["labels"] == 0)
         if stale:  # another writer moved the branch: label ids against its head
             labels = _label_plan(_with_planned_labels(plan.table, samples),
                                  _head_labels(tables, head, samples), head.id)
-        table = labels.table
-        if bad_keys:  # only the labels of good samples (a copy: not made when all are good)
-            good_ids = pa.array([rows.sample_id(s.key) for s in good], pa.string())
-            table = table.filter(pc.is_in(table.column("sample_id"), good_ids))
+            table = good_labels(labels.table)
         return _build_changes(head, tables, new_samples, table, labels.old, mode=mode,
                               protected=protected_ids, classes=classes)
 
@@ -514,6 +571,9 @@ def _label_plan(samples: list[SourceSample], old: list[dict[str, Any]], head_id:
         ids = _assign_label_ids(sid, s.labels, old_by_sample.get(sid, []))
         for lab, lid in zip(s.labels, ids, strict=True):
             batch.add(lab, label_id=lid, sample_id_=sid)
+        # from here on the sample's labels are these rows: a million label objects would
+        # otherwise hold about 400 MB under the Arrow tables until the commit
+        s.labels = []
         if len(batch) >= LABEL_BATCH:  # Arrow holds them far smaller than Python does
             batches.append(batch.table())
             batch = rows.LabelColumns()

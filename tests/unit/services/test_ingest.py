@@ -306,3 +306,40 @@ def test_race_with_labels_matched_by_geometry(ws: Workspace, coco_source: Path, 
     assert res.changes["labels"] == {"added": 0, "removed": 0, "changed": 1}
     assert res.version.parents == [ws.log("y")[1].id]
     assert ws.dataset("y").count('"raced" in tags') == ws.dataset("y").count()
+
+
+def _voc_xml(filename: str, boxes: list[tuple[int, int, int, int]], size: tuple[int, int] | None) -> str:
+    objects = "".join(f"<object><name>dog</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+                      f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>" for a, b, c, d in boxes)
+    size_el = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
+    return f"<annotation><filename>{filename}</filename>{size_el}{objects}</annotation>"
+
+
+def test_labels_are_checked_against_the_real_image_size(ws: Workspace, tmp_path: Path) -> None:
+    """Where the annotations do not give the image size (VOC without <size>) or give a wrong
+    one, the import checks the labels against the image itself: every problem names the
+    image and the label (by its place: VOC has no label ids), in sample order."""
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (40, 30)).save(root / "JPEGImages" / f"{name}.jpg")
+    docs = {"a": _voc_xml("a.jpg", [(1, 1, 10, 10), (20, 5, 60, 20)], None),  # 2nd: 20 px too wide
+            "b": _voc_xml("b.jpg", [(50, 1, 60, 10)], (80, 60)),              # the file's size is wrong
+            "c": _voc_xml("c.jpg", [(1, 1, 40, 30)], None)}                   # the whole image: fine
+    for name, doc in docs.items():
+        (root / "Annotations" / f"{name}.xml").write_text(doc)
+
+    with pytest.raises(ImportFailed) as e:
+        ws.import_source(root, "pets", format="voc")
+    assert [(p.path, p.record, p.message) for p in e.value.problems] == [
+        ("a.jpg", "label 1", "box [19, 4, 41, 16] lies outside the 40x30 image"),
+        ("b.jpg", None, "annotation says 80x60 but the image is 40x30"),
+        ("b.jpg", "label 0", "box [49, 0, 11, 10] lies outside the 40x30 image"),
+    ]
+    assert "pets" not in ws.datasets() or len(ws.log("pets")) == 1
+
+    res = ws.import_source(root, "pets", format="voc", on_error="skip")
+    assert (res.samples, res.labels, len(res.skipped)) == (1, 1, 3)
+    assert ws.dataset("pets").samples().column("key").to_pylist() == ["c.jpg"]
+    assert ws.dataset("pets").stats()["classes"] == {"dog": 1}
