@@ -268,7 +268,6 @@ def _label_problems(labels: pa.Table, sizes: dict[str, tuple[int, int]],
     if not len(rows_at):
         return {}
     found = labels.select(["sample_id", "source_id", "x", "y", "w", "h", "class_name"]).take(rows_at)
-    sizes_of = {r: sizes[i] for r, i in zip(rows_at.to_pylist(), found.column("sample_id").to_pylist(), strict=True)}
     starts = None
     key_of = keys()
     out: dict[str, list[Problem]] = defaultdict(list)
@@ -281,7 +280,7 @@ def _label_problems(labels: pa.Table, sizes: dict[str, tuple[int, int]],
         rec, problems = f"label {source_id}", out[row["sample_id"]]
         bx, by, bw, bh = row["x"], row["y"], row["w"], row["h"]
         if bx is not None:
-            img_w, img_h = sizes_of[r]
+            img_w, img_h = sizes[row["sample_id"]]
             if not all(math.isfinite(v) for v in (bx, by, bw, bh)):
                 problems.append(Problem(key, "box has non-finite coordinates", rec))
             elif bw < 0 or bh < 0:
