@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -41,25 +40,50 @@ def log(msg: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; (wall seconds, peak RSS in MB of the child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+MEASURE = """import ctypes, json, os, resource, subprocess, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+t = time.perf_counter()
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+wall = time.perf_counter() - t
+while True:  # reap the orphans (forkserver, pool workers): their CPU joins ours
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": rc, "wall": wall, "cpu": r.ru_utime + r.ru_stime, "rss_mb": r.ru_maxrss / 1024}))
+"""
+"""Runs a command as a child subreaper (Linux): worker processes started through a
+forkserver are the command's grandchildren and outlive it, so ``RUSAGE_CHILDREN`` of a
+plain ``subprocess.run`` misses their CPU time."""
+
+
+def settle() -> None:
+    """Write back the dirty pages of earlier steps, untimed: this VM's disk (~16 MB/s when
+    busy) otherwise charges a previous import's blobs to whatever is timed next."""
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+    os.sync()
+    if (waited := time.perf_counter() - t) > 1:
+        log(f"waited {waited:.0f} s for earlier writes to reach the disk")
 
 
-def peak_rss_of(cmd: list[str]) -> tuple[float, float, float]:
-    """Wall time, peak RSS (MB) and CPU seconds (user + system, workers included) of one
-    command. CPU time is the steadier figure on a shared VM whose file system's speed
-    varies: wall clock there also waits on kernel work charged to nobody."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall, rss = timed(cmd)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, rss, cpu
+def measured(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB, the largest process) and CPU seconds (user + system of
+    the command and every process it started) of one run of ``cmd``.
+
+    Dirty pages of earlier steps are written back first (:func:`settle`). CPU time is the
+    steadier figure on a shared VM whose file system's speed varies."""
+    settle()
+    res = subprocess.run([PY, "-c", MEASURE, *cmd], check=True, capture_output=True, text=True)
+    m = json.loads(res.stdout.strip().splitlines()[-1])
+    if m["rc"]:
+        raise subprocess.CalledProcessError(m["rc"], cmd)
+    return m["wall"], m["rss_mb"], m["cpu"]
+
+
+def timed(cmd: list[str]) -> float:
+    """Wall seconds of one run of ``cmd`` (see :func:`measured`)."""
+    return measured(cmd)[0]
 
 
 API_EXPORT = """import sys, time
@@ -128,14 +152,14 @@ def bench_import_export(out: Path, n: int, results: dict, sources: Path | None =
         ws = out / f"ws{n}-{i}"
         subprocess.run([VF, "init", str(ws)], check=True, stdout=subprocess.DEVNULL)
         log(f"importing {n:,} images ({i + 1}/{runs})")
-        w, m, c = peak_rss_of([VF, "import", str(src), "-d", "b", "--format", "coco", "-w", str(ws)])
+        w, m, c = measured([VF, "import", str(src), "-d", "b", "--format", "coco", "-w", str(ws)])
         walls.append(w)
         cpus.append(c)
         rss = max(rss, m)
     wall = sorted(walls)[len(walls) // 2]  # the median run: this file system's speed varies
     labels = json.loads(subprocess.run([VF, "stats", "b", "--json", "-w", str(ws)], check=True,
                                        capture_output=True, text=True).stdout)["labels"]
-    again, _ = timed([VF, "import", str(src), "-d", "b", "--format", "coco", "-w", str(ws)])
+    again = timed([VF, "import", str(src), "-d", "b", "--format", "coco", "-w", str(ws)])
     r = {"images": n, "labels": labels, "import_s": round(wall, 2), "images_per_s": round(n / wall),
          "import_runs_s": [round(w, 2) for w in walls],
          "import_cpu_s": round(sorted(cpus)[len(cpus) // 2], 2),
@@ -143,10 +167,11 @@ def bench_import_export(out: Path, n: int, results: dict, sources: Path | None =
     if n <= 10_000:
         for fmt, images in (("yolo", "link"), ("coco", "copy"), ("yolo", "copy")):
             log(f"exporting {n:,} as {fmt} ({images})")
-            t, _ = timed([VF, "export", "b", str(out / f"exp{n}-{fmt}-{images}"), "--format", fmt,
+            t = timed([VF, "export", "b", str(out / f"exp{n}-{fmt}-{images}"), "--format", fmt,
                           "--images", images, "-w", str(ws)])
             r[f"export_{fmt}_{images}_s"] = round(t, 2)
         log(f"exporting {n:,} as yolo (link) through the Python API")
+        settle()
         api = subprocess.run([PY, "-c", API_EXPORT, str(ws), str(out / f"exp{n}-yolo-link-api")],
                              check=True, capture_output=True, text=True)
         r["export_yolo_link_api_s"] = round(float(api.stdout.strip().splitlines()[-1]), 2)
@@ -174,7 +199,7 @@ def bench_million_labels(out: Path, results: dict, sources: Path | None = None) 
     ws = out / "ws1mlabels"
     subprocess.run([VF, "init", str(ws)], check=True, stdout=subprocess.DEVNULL)
     log("importing ~1M labels")
-    wall, rss, cpu = peak_rss_of([VF, "import", str(src), "-d", "b", "--format", "coco", "-w", str(ws)])
+    wall, rss, cpu = measured([VF, "import", str(src), "-d", "b", "--format", "coco", "-w", str(ws)])
     labels = json.loads(subprocess.run([VF, "stats", "b", "--json", "-w", str(ws)], check=True,
                                        capture_output=True, text=True).stdout)["labels"]
     r = {"images": MILLION_LABELS["images"], "labels": labels, "import_s": round(wall, 2),
@@ -208,6 +233,7 @@ def bench_scale(out: Path, n_samples: int, results: dict) -> None:
     bulk = vs.Changes(samples=TableChange(upserts=samples), labels=TableChange(upserts=labels))
     del samples, labels  # the commit holds the only references: freed after it
 
+    settle()
     t = time.perf_counter()
     base = vs.commit(ws, ds, "main", lambda head, tables: bulk, message="bulk load").version
     r: dict = {"samples": n_samples, "labels": n_labels, "bulk_commit_s": round(time.perf_counter() - t, 1)}
@@ -252,12 +278,14 @@ def bench_scale(out: Path, n_samples: int, results: dict) -> None:
         ch.counts["labels"]["changed"] = rows.num_rows
         return ch
 
+    settle()
     t = time.perf_counter()
     edited = vs.commit(ws, at.dataset, "main", edit, message="relabel 1%").version
     r["commit_1pct_s"] = round(time.perf_counter() - t, 2)
     r["commit_1pct_labels"] = n_edit
     r["storage_before_mb"] = round(size_before / 1e6, 1)
     r["storage_growth_mb"] = round((_du(Path(tables.base)) - size_before) / 1e6, 1)
+    settle()
     t = time.perf_counter()
     d = diff_service.diff(ws, "big", base.id, edited.id)
     r["diff_s"] = round(time.perf_counter() - t, 2)
@@ -297,7 +325,7 @@ def write_results(results: dict, args: argparse.Namespace) -> str:
             f"{i10['import_s']} s = {i10['images_per_s']:,} images/s "
             f"({REFERENCE['fiftyone_import_10k'] / i10['import_s']:.1f}× FiftyOne), peak {i10['peak_rss_mb']} MB"
             + (f"; median of {', '.join(map(str, i10['import_runs_s']))} s" if len(i10.get('import_runs_s', [])) > 1 else "")
-            + (f"; CPU {i10['import_cpu_s']} s (user + system, workers included)" if "import_cpu_s" in i10 else ""))
+            + (f"; CPU {i10['import_cpu_s']} s (user + system, pool workers included)" if "import_cpu_s" in i10 else ""))
         row("re-import unchanged 10k (no new version)", "—", f"{i10['reimport_unchanged_s']} s")
         row("export 10k to YOLO, --images link", f"≥ 10× FiftyOne YOLO export ({REFERENCE['fiftyone_yolo_export_10k']} s) → ≤ 1.2 s",
             f"{i10.get('export_yolo_link_s')} s ({REFERENCE['fiftyone_yolo_export_10k'] / i10['export_yolo_link_s']:.1f}×), "
