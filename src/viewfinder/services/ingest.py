@@ -567,9 +567,13 @@ def _label_plan(samples: list[SourceSample], old: list[dict[str, Any]], head_id:
         if not s.labels:
             continue
         sid = rows.sample_id(s.key)
-        ids = _assign_label_ids(sid, s.labels, old_by_sample.get(sid, []))
-        for lab, lid in zip(s.labels, ids, strict=True):
-            batch.add(lab, label_id=lid, sample_id_=sid)
+        if all(lab.source_id is not None and lab.source for lab in s.labels):
+            for lab in s.labels:  # ids from the source's ids: derived for the whole batch
+                batch.add(lab, label_id=None, sample_id_=sid)
+        else:
+            ids = _assign_label_ids(sid, s.labels, old_by_sample.get(sid, []))
+            for lab, lid in zip(s.labels, ids, strict=True):
+                batch.add(lab, label_id=lid, sample_id_=sid)
         # from here on the sample's labels are these rows: a million label objects would
         # otherwise hold about 400 MB under the Arrow tables until the commit
         s.labels = []

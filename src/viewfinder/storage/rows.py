@@ -97,17 +97,31 @@ def label_row(label: SourceLabel, *, label_id: str, sample_id_: str) -> dict[str
 _LABEL_NAMES = [f.name for f in schema.LABELS if f.name != "row_hash"]
 
 
+SOURCE_LABEL_ID_SQL = "substr(sha256(concat_ws(chr(31), 'label', sample_id, source, source_id)), 1, 16)"
+"""``short_hash("label", sample_id, source, source_id)`` in DuckDB: the stable id of a
+label that has an id in its source format."""
+
+
 class LabelColumns:
     """Label rows gathered as tuples and turned into a table column by column: imports
-    build millions of rows, and this is about 3× cheaper than dicts and ``from_pylist``."""
+    build millions of rows, and this is about 3× cheaper than dicts and ``from_pylist``.
+
+    A row added with ``label_id=None`` gets the id its source id gives it
+    (:data:`SOURCE_LABEL_ID_SQL`), computed for the whole table at once.
+    """
 
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
+        self._source_ids = False  # some rows' ids are still to be derived
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, label: SourceLabel, *, label_id: str, sample_id_: str) -> None:
+    def add(self, label: SourceLabel, *, label_id: str | None, sample_id_: str) -> None:
+        if label_id is None:
+            if label.source_id is None or not label.source:
+                raise ValueError("a label without an id needs a source id and a source")
+            self._source_ids = True
         bbox = label.bbox
         if label.kind is LabelKind.BOX and bbox is not None and not label.attributes:
             x, y, w, h = float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])
@@ -115,12 +129,18 @@ class LabelColumns:
                               bool(label.iscrowd), None, None, None, "{}", label.score,
                               label.source or GROUND_TRUTH, label.source_id))
         else:
-            r = label_row(label, label_id=label_id, sample_id_=sample_id_)
+            r = label_row(label, label_id=label_id, sample_id_=sample_id_)  # type: ignore[arg-type]
             self.rows.append(tuple(r[n] for n in _LABEL_NAMES))
 
     def table(self) -> pa.Table:
         columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(_LABEL_NAMES)
-        return _hashed_table(dict(zip(_LABEL_NAMES, columns, strict=True)), schema.LABELS, "labels")
+        t = _table(dict(zip(_LABEL_NAMES, columns, strict=True)), schema.LABELS)
+        if self._source_ids:
+            con = duck.connect(t=t)
+            ids = duck.query(con, f"SELECT coalesce(id, {SOURCE_LABEL_ID_SQL}) AS id FROM t").column("id")
+            con.close()
+            t = t.set_column(0, t.schema.field(0), ids.cast(pa.string()))
+        return with_row_hash(t, "labels").cast(schema.LABELS)
 
 
 def labels_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -131,9 +151,14 @@ def labels_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def _hashed_table(columns: dict[str, Sequence[Any]], full: pa.Schema, kind: str) -> pa.Table:
     """A table of ``full``'s schema from its columns but ``row_hash``, which is computed."""
-    sch = pa.schema([f for f in full if f.name != "row_hash"])
-    t = pa.table({f.name: pa.array(columns[f.name], f.type) for f in sch}, schema=sch)
-    return with_row_hash(t, kind).cast(full)
+    return with_row_hash(_table(columns, full), kind).cast(full)
+
+
+def _table(columns: dict[str, Sequence[Any]], full: pa.Schema) -> pa.Table:
+    """The columns of ``full`` but ``row_hash``, every field nullable (the cast to ``full``
+    checks)."""
+    sch = pa.schema([f.with_nullable(True) for f in full if f.name != "row_hash"])
+    return pa.table({f.name: pa.array(columns[f.name], f.type) for f in sch}, schema=sch)
 
 
 def label_from_row(r: dict[str, Any]) -> SourceLabel:
