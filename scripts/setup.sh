@@ -11,6 +11,7 @@
 #   3. pip install -e '.[test,learned]' into .venv (learned = torch CPU + transformers); skipped when pyproject.toml, the Python
 #      version and the repository path are unchanged since the last successful install
 #      (the fingerprint is kept in .venv/.viewfinder-installed).
+#   4. compile src/ to bytecode (pip does not for an editable install).
 #
 # Environment:
 #   VIEWFINDER_PYTHON  interpreter to build the venv with (default: first python3 >= 3.11)
@@ -27,7 +28,7 @@ python_only=0
 for arg in "$@"; do
   case "$arg" in
     --python-only) python_only=1 ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -133,3 +134,10 @@ else
   echo "$fingerprint" > "$stamp"
   step "python dependencies installed"
 fi
+
+# --- 4. bytecode for the project's own modules --------------------------------------------
+# pip compiles the dependencies it installs, not an editable project; where
+# PYTHONDONTWRITEBYTECODE is set (CI, containers) Python would then compile every module
+# of src/ again at each command's start: 0.2-0.3 s of every CLI call here. compileall
+# writes what is missing or stale; Python still checks each file against its source.
+"$venv/bin/python" -m compileall -q src >/dev/null
