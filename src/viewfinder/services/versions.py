@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy.engine import Connection
 
+from viewfinder.core.types import GROUND_TRUTH
 from viewfinder.errors import AlreadyExists, InvalidInput, RefNotFound
 from viewfinder.storage import duck
 from viewfinder.storage.catalog import (
@@ -131,11 +132,14 @@ def empty_changes() -> dict[str, Any]:
 
 
 def summarize(tables: DatasetTables, samples_version: int, labels_version: int,
-              parent: VersionRecord | None = None) -> dict[str, Any]:
+              parent: VersionRecord | None = None,
+              labels_change: TableChange | None = None) -> dict[str, Any]:
     """Counts stored with each version: samples, labels, per class, per split, and the
     box-size distribution (one scan of each table). The counts of a table the commit did
     not write (same table version as ``parent``) are the parent's: tagging samples does
-    not rescan millions of labels."""
+    not rescan millions of labels. ``labels_change`` (what the commit wrote to the labels
+    of ``parent``) tells when every label is ground truth: the scan then skips the
+    ``source`` column (a tenth of a second per million labels)."""
     same_samples = (parent is not None and parent.samples_table_version == samples_version
                     and all(k in parent.summary for k in _SAMPLE_PARTS))
     same_labels = (parent is not None and parent.labels_table_version == labels_version
@@ -160,11 +164,15 @@ def summarize(tables: DatasetTables, samples_version: int, labels_version: int,
     # apart; both, and the ground truth's box-size percentiles, from one scan of the labels
     every = -(-labels.count_rows() // EXACT_QUANTILES_UP_TO)  # above it: ~1 row in `every`
     pick = "true" if every <= 1 else f"hash(w, h) % {every} = 0"
-    rows = duck.query(con, f"""SELECT ({GROUND_TRUTH_SQL}) AS gt, class_name AS k, source,
+    if _only_ground_truth(parent, labels_change):
+        gt, source, sets = "true", "NULL::VARCHAR", "(class_name), ()"
+    else:
+        gt, source, sets = f"({GROUND_TRUTH_SQL})", "source", "(gt, class_name, source), (gt)"
+    rows = duck.query(con, f"""SELECT {gt} AS gt, class_name AS k, {source} AS source,
         grouping(class_name) = 1 AS everything, {_PER_CLASS_AGGREGATES},
         quantile_cont(w, {_QUANTILES}) FILTER (WHERE {pick}) AS wq,
         quantile_cont(h, {_QUANTILES}) FILTER (WHERE {pick}) AS hq
-        FROM l GROUP BY GROUPING SETS ((gt, class_name, source), (gt))""").to_pylist()
+        FROM l GROUP BY GROUPING SETS ({sets})""").to_pylist()
     groups = [r for r in rows if not r["everything"]]
     truth = next((r for r in rows if r["everything"] and r["gt"]), {"wq": None, "hq": None})
     out.update(label_stats(lambda sql: duck.query(con, sql).to_pylist(),
@@ -178,6 +186,19 @@ def summarize(tables: DatasetTables, samples_version: int, labels_version: int,
     if predictions:
         out["predictions"] = predictions
     return out
+
+
+def _only_ground_truth(parent: VersionRecord | None, change: TableChange | None) -> bool:
+    """Whether the labels written on ``parent`` by ``change`` are all ground truth: the
+    parent's were (its summary counts no predictions) and the change adds none."""
+    if parent is None or change is None or "labels" not in parent.summary or "predictions" in parent.summary:
+        return False
+    upserts = change.upserts
+    if upserts is None or upserts.num_rows == 0:
+        return True
+    import pyarrow.compute as pc  # here: `viewfinder log` imports this module
+
+    return bool(pc.all(pc.fill_null(pc.equal(upserts.column("source"), GROUND_TRUTH), True)).as_py())
 
 
 _SAMPLE_PARTS = ("samples", "splits")
@@ -318,7 +339,7 @@ def commit(ws: Workspace, dataset: DatasetRecord, branch: str,
             return CommitResult(head, False)
         sv = tables.apply("samples", head.samples_table_version, changes.samples)
         lv = tables.apply("labels", head.labels_table_version, changes.labels)
-        summary = summarize(tables, sv, lv, parent=head)
+        summary = summarize(tables, sv, lv, parent=head, labels_change=changes.labels)
         summary["class_list"] = (changes.classes if changes.classes is not None
                                  else head.summary.get("class_list", []))
         v = VersionRecord(

@@ -205,3 +205,30 @@ def test_cli_import_predictions(street, tmp_path: Path, monkeypatch: pytest.Monk
     bad = write(tmp_path / "bad.json", [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 2}])
     r = runner.invoke(app, ["import-predictions", "street", str(bad), "--model", "det2", "--coco", str(ann)])
     assert r.exit_code == 1 and "score 2 is outside [0, 1]" in r.output and "bad.json" in r.output
+
+
+def test_every_summary_equals_a_full_recount_with_and_without_predictions(street, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A commit whose labels are all ground truth skips the ``source`` column when it counts
+    them; once a model's predictions are in, the counts keep them apart. Either way the
+    stored summary is what a full scan of the version gives."""
+    ws, ann, doc = street
+
+    def assert_stored_summary_is_a_recount() -> dict[str, Any]:
+        at = vs.resolve(ws, "street")
+        fresh = vs.summarize(ws.tables(at.dataset), at.version.samples_table_version,
+                             at.version.labels_table_version)
+        assert {k: at.version.summary[k] for k in fresh} == fresh
+        return fresh
+
+    doc["annotations"][0]["category_id"] = doc["annotations"][0]["category_id"] % 4 + 1
+    ann.write_text(json.dumps(doc))
+    import_source(ws, ann.parent.parent, "street")                    # ground truth only
+    assert "predictions" not in assert_stored_summary_is_a_recount()
+    import_predictions(ws, "street", write(tmp_path / "r.json", results_from(doc)), model="m", annotations=ann)
+    n = len(doc["annotations"])
+    assert assert_stored_summary_is_a_recount()["predictions"] == {"model:m": n}
+    doc["annotations"][1]["category_id"] = doc["annotations"][1]["category_id"] % 4 + 1
+    ann.write_text(json.dumps(doc))
+    import_source(ws, ann.parent.parent, "street")                    # ground truth, predictions kept
+    fresh = assert_stored_summary_is_a_recount()
+    assert fresh["predictions"] == {"model:m": n} and fresh["labels"] == n
