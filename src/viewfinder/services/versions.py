@@ -196,6 +196,8 @@ def _only_ground_truth(parent: VersionRecord | None, change: TableChange | None)
     upserts = change.upserts
     if upserts is None or upserts.num_rows == 0:
         return True
+    if "source" not in upserts.column_names:  # not a full labels row: no promise
+        return False
     import pyarrow.compute as pc  # here: `viewfinder log` imports this module
 
     return bool(pc.all(pc.fill_null(pc.equal(upserts.column("source"), GROUND_TRUTH), True)).as_py())
