@@ -3,7 +3,12 @@ their commands from their own modules (data, history, look, edit)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import atexit
+import contextlib
+import os
+import sys
+import threading
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -88,7 +93,40 @@ for _module in (data, history, look, edit, serve, quality_scan, quality_checks, 
 
 
 def main() -> None:
-    app()
+    """The ``viewfinder`` console script: run the command, then leave without tearing the
+    interpreter down (see :func:`_leave`)."""
+    try:
+        app()
+    except SystemExit as e:
+        _leave(e.code)
+    _leave(0)
+
+
+def _leave(code: object) -> NoReturn:
+    """End the process as ``sys.exit(code)`` would, minus the interpreter's teardown.
+
+    Everything a command promises is done when it returns (versions committed, files
+    closed), and this still flushes the output, waits for non-daemon threads and runs the
+    exit handlers (multiprocessing, logging, temporary files). What it skips is freeing
+    every object and module one by one, and the native libraries' destructors: 0.2-0.3 s
+    after an import of 10k images, a tenth of the command.
+    """
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): printed, status 1
+        print(code, file=sys.stderr)
+        status = 1
+    main_thread = threading.main_thread()
+    for t in threading.enumerate():
+        if t is not main_thread and not t.daemon:
+            t.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":
