@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -239,14 +239,14 @@ def _size_problem(s: SourceSample, info: ImageInfo) -> Problem | None:
     return None
 
 
-def _label_problems(labels: pa.Table, sizes: dict[str, tuple[int, int]],
-                    keys: Callable[[], dict[str, str]]) -> dict[str, list[Problem]]:
-    """Sample id → the problems of its label rows (in row order): a box that is not finite,
-    has a negative size or lies outside its image's real size, a label without a class.
+def _label_problems(labels: pa.Table, sizes: dict[str, tuple[int, int]]) -> dict[str, list[tuple[str, str]]]:
+    """Sample id → ``(record, message)`` of each problem of its label rows, in row order: a
+    box that is not finite, has a negative size or lies outside its image's real size, a
+    label without a class.
 
     Works on the plan's columns (the label objects are gone by then); only the rows found
     bad become Python objects. Rows of samples not in ``sizes`` (unreadable images) are
-    not checked. ``keys()`` gives sample id → key, asked only when there is a problem.
+    not checked.
     """
     if not labels.num_rows or not sizes:
         return {}
@@ -269,10 +269,9 @@ def _label_problems(labels: pa.Table, sizes: dict[str, tuple[int, int]],
         return {}
     found = labels.select(["sample_id", "source_id", "x", "y", "w", "h", "class_name"]).take(rows_at)
     starts = None
-    key_of = keys()
-    out: dict[str, list[Problem]] = defaultdict(list)
+    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r, row in zip(rows_at.to_pylist(), found.to_pylist(), strict=True):
-        key, source_id = key_of[row["sample_id"]], row["source_id"]
+        source_id = row["source_id"]
         if source_id is None:  # named by its place among the sample's labels
             if starts is None:
                 starts = _sample_starts(sid)
@@ -282,15 +281,14 @@ def _label_problems(labels: pa.Table, sizes: dict[str, tuple[int, int]],
         if bx is not None:
             img_w, img_h = sizes[row["sample_id"]]
             if not all(math.isfinite(v) for v in (bx, by, bw, bh)):
-                problems.append(Problem(key, "box has non-finite coordinates", rec))
+                problems.append((rec, "box has non-finite coordinates"))
             elif bw < 0 or bh < 0:
-                problems.append(Problem(key, f"box has negative size ({bw:g}x{bh:g})", rec))
+                problems.append((rec, f"box has negative size ({bw:g}x{bh:g})"))
             elif (bx < -tol or by < -tol or bx + bw > img_w + tol or by + bh > img_h + tol):
-                problems.append(Problem(
-                    key, f"box [{bx:g}, {by:g}, {bw:g}, {bh:g}] lies outside the "
-                         f"{img_w}x{img_h} image", rec))
+                outside_msg = f"box [{bx:g}, {by:g}, {bw:g}, {bh:g}] lies outside the {img_w}x{img_h} image"
+                problems.append((rec, outside_msg))
         if not row["class_name"]:
-            problems.append(Problem(key, "label has no class", rec))
+            problems.append((rec, "label has no class"))
     return out
 
 
@@ -427,21 +425,21 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
     scan.submit([(s.key, s.path) for s in samples if s.path])  # those the reader did not hand over
     # while the workers read images, build the label rows against the current head; the
     # label objects are let go as their rows are made (see _label_plan)
-    plan = _plan_labels(ws, dataset, branch, samples)
-    scanned = scan.collect(progress)
     sample_ids = [rows.sample_id(s.key) for s in samples]
+    plan = _plan_labels(ws, dataset, branch, samples, sample_ids)
+    scanned = scan.collect(progress)
     sizes: dict[str, tuple[int, int]] = {}
     for s, sid in zip(samples, sample_ids, strict=True):
         info, err = scanned[s.key] if s.path else (None, None)
         if info is not None and err is None:
             sizes[sid] = (info.width, info.height)
-    by_sample = _label_problems(plan.table, sizes,
-                                lambda: {sid: s.key for s, sid in zip(samples, sample_ids, strict=True)})
+    by_sample = _label_problems(plan.table, sizes)
     bad_keys: set[str] = set()
     for s, sid in zip(samples, sample_ids, strict=True):
         if sid in sizes:
             size_problem = _size_problem(s, scanned[s.key][0])  # type: ignore[arg-type]
-            found = [*([size_problem] if size_problem else []), *by_sample.get(sid, ())]
+            found = [*([size_problem] if size_problem else []),
+                     *(Problem(s.key, message, record) for record, message in by_sample.get(sid, ()))]
         else:  # no image: the reader has said so, or the scan says why
             found = [Problem(s.key, scanned[s.key][1] or "unreadable image")] if s.path else []
             bad_keys.add(s.key)
@@ -452,7 +450,8 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
     if problems and on_error == "fail":
         raise ImportFailed(problems, dataset=dataset)
     good = [(s, sid) for s, sid in zip(samples, sample_ids, strict=True) if s.key not in bad_keys]
-    protected_ids = {rows.sample_id(k) for k in bad_keys}  # left as they are in sync mode
+    protected_ids = {sid for s, sid in zip(samples, sample_ids, strict=True)
+                     if s.key in bad_keys}  # left as they are in sync mode
     del sizes
 
     infos = [scanned[s.key][0] for s, _ in good]  # sample rows as columns: no dict per sample
@@ -488,8 +487,8 @@ def _import(ws: Workspace, scan: _Scan, spec: registry.FormatSpec, root: Path, s
         labels, table = plan, planned
         stale = labels.head_id != head.id and not (labels.head_id is None and head.summary["labels"] == 0)
         if stale:  # another writer moved the branch: label ids against its head
-            labels = _label_plan(_with_planned_labels(plan.table, samples),
-                                 _head_labels(tables, head, samples), head.id)
+            labels = _label_plan(_with_planned_labels(plan.table, samples, sample_ids), sample_ids,
+                                 _head_labels(tables, head, sample_ids), head.id)
             table = good_labels(labels.table)
         return _build_changes(head, tables, new_samples, table, labels.old, mode=mode,
                               protected=protected_ids, classes=classes)
@@ -527,12 +526,11 @@ class _LabelPlan:
     old: list[dict[str, Any]]            # the head's labels of those samples
 
 
-def _head_labels(tables: DatasetTables, head: VersionRecord, samples: list[SourceSample],
-                 extra_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """The head's labels of the given samples (and of ``extra_ids``)."""
+def _head_labels(tables: DatasetTables, head: VersionRecord, sample_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The head's labels of the samples ``sample_ids``."""
     if head.summary.get("labels", 1) == 0:
         return []
-    ids = sorted({rows.sample_id(s.key) for s in samples} | set(extra_ids or []))
+    ids = sorted(set(sample_ids))
     con = duck.connect(l=tables.open("labels", head.labels_table_version),
                        t=pa.table({"sid": vs.id_array(ids)}))
     # ground truth only: a re-import replaces annotations and leaves predictions alone
@@ -543,7 +541,8 @@ def _head_labels(tables: DatasetTables, head: VersionRecord, samples: list[Sourc
     return out
 
 
-def _plan_labels(ws: Workspace, dataset: str, branch: str, samples: list[SourceSample]) -> _LabelPlan:
+def _plan_labels(ws: Workspace, dataset: str, branch: str, samples: list[SourceSample],
+                 sample_ids: list[str]) -> _LabelPlan:
     """Label rows built against the branch's current head (read without the lock; the
     commit checks the head is still the same)."""
     from viewfinder.errors import NotFound
@@ -551,22 +550,23 @@ def _plan_labels(ws: Workspace, dataset: str, branch: str, samples: list[SourceS
     try:
         at = vs.resolve(ws, f"{dataset}@{branch}")
     except NotFound:
-        return _label_plan(samples, [], None)
-    return _label_plan(samples, _head_labels(ws.tables(at.dataset), at.version, samples), at.version.id)
+        return _label_plan(samples, sample_ids, [], None)
+    return _label_plan(samples, sample_ids, _head_labels(ws.tables(at.dataset), at.version, sample_ids),
+                       at.version.id)
 
 
 LABEL_BATCH = 200_000
 
 
-def _label_plan(samples: list[SourceSample], old: list[dict[str, Any]], head_id: str | None) -> _LabelPlan:
+def _label_plan(samples: list[SourceSample], sample_ids: list[str], old: list[dict[str, Any]],
+                head_id: str | None) -> _LabelPlan:
     old_by_sample: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in old:
         old_by_sample[r["sample_id"]].append(r)
     batches, batch = [], rows.LabelColumns()
-    for s in samples:
+    for s, sid in zip(samples, sample_ids, strict=True):
         if not s.labels:
             continue
-        sid = rows.sample_id(s.key)
         if all(lab.source_id is not None and lab.source for lab in s.labels):
             for lab in s.labels:  # ids from the source's ids: derived for the whole batch
                 batch.add(lab, label_id=None, sample_id_=sid)
@@ -584,14 +584,15 @@ def _label_plan(samples: list[SourceSample], old: list[dict[str, Any]], head_id:
     return _LabelPlan(head_id, pa.concat_tables(batches), old)
 
 
-def _with_planned_labels(table: pa.Table, samples: list[SourceSample]) -> list[SourceSample]:
+def _with_planned_labels(table: pa.Table, samples: list[SourceSample],
+                         sample_ids: list[str]) -> list[SourceSample]:
     """``samples`` again with their labels, rebuilt (in order) from the plan's rows: for
     planning again against another head, after the label objects were let go."""
     by_sample: dict[str, list[SourceLabel]] = defaultdict(list)
     for r in table.to_pylist():
         by_sample[r["sample_id"]].append(rows.label_from_row(r))
-    return [SourceSample(key=s.key, path=s.path, labels=by_sample.get(rows.sample_id(s.key), []))
-            for s in samples]
+    return [SourceSample(key=s.key, path=s.path, labels=by_sample.get(sid, []))
+            for s, sid in zip(samples, sample_ids, strict=True)]
 
 
 def _keep_viewfinder_fields(new_samples: pa.Table, head_s: dict[str, dict[str, Any]]) -> pa.Table:
@@ -654,7 +655,7 @@ def _build_changes(head: VersionRecord, tables: DatasetTables, new_samples: pa.T
         deletes=vs.id_array(removed_samples) if removed_samples else None)
 
     if removed_samples:  # their labels go too
-        old_labels = old_labels + _head_labels(tables, head, [], removed_samples)
+        old_labels = old_labels + _head_labels(tables, head, removed_samples)
     # labels of the source's good samples; labels of skipped samples stay untouched
     touched = new_ids | set(removed_samples)
     old_hash = {r["id"]: r["row_hash"] for r in old_labels if r["sample_id"] in touched}
