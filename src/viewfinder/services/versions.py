@@ -162,8 +162,7 @@ def summarize(tables: DatasetTables, samples_version: int, labels_version: int,
     con = duck.connect(l=labels)
     # label counts are of the ground truth; predictions (labels of a model run) are counted
     # apart; both, and the ground truth's box-size percentiles, from one scan of the labels
-    every = -(-labels.count_rows() // EXACT_QUANTILES_UP_TO)  # above it: ~1 row in `every`
-    pick = "true" if every <= 1 else f"hash(w, h) % {every} = 0"
+    pick = _quantile_rows(labels.count_rows(), EXACT_QUANTILES_UP_TO)
     if _only_ground_truth(parent, labels_change):
         gt, source, sets = "true", "NULL::VARCHAR", "(class_name), ()"
     else:
@@ -211,6 +210,15 @@ EXACT_QUANTILES_UP_TO = 1_000_000
 """Box-size percentiles are exact up to this many labels, then taken from a repeatable
 sample of about that many (a distribution does not need every row)."""
 
+
+def _quantile_rows(n: int, up_to: int) -> str:
+    """SQL condition on a labels row: it counts for the box-size percentiles. Every row up
+    to ``up_to`` rows, above that about one in ``n / up_to``, picked by the box's size, so
+    the same rows give the same figures whatever the number of DuckDB threads (a system
+    sample repeats only on one thread)."""
+    every = -(-n // up_to)
+    return "true" if every <= 1 else f"hash(w, h) % {every} = 0"
+
 _QUANTILES = "[0.05, 0.25, 0.5, 0.75, 0.95]"
 
 
@@ -251,9 +259,8 @@ def label_stats(run: Callable[[str], list[dict[str, Any]]], labels: str,
         per_class = run(f"SELECT class_name AS k, {_PER_CLASS_AGGREGATES} FROM {labels} GROUP BY 1 ORDER BY 1")
     n = sum(r["n"] for r in per_class)
     if quantiles is None:
-        sample = (f"USING SAMPLE {100 * exact_up_to / n:.4f}% (system, 7)" if n > exact_up_to else "")
         quantiles = run(f"""SELECT quantile_cont(w, {_QUANTILES}) AS wq, quantile_cont(h, {_QUANTILES}) AS hq
-            FROM (SELECT w, h FROM {labels} {sample}) WHERE w IS NOT NULL""")[0]
+            FROM {labels} WHERE w IS NOT NULL AND {_quantile_rows(n, exact_up_to)}""")[0]
     q = dict(quantiles)
 
     def pick(key: str, fn: Callable[..., Any]) -> Any:
