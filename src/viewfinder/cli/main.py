@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
+import gc
 import os
 import sys
 import threading
@@ -94,12 +96,38 @@ for _module in (data, history, look, edit, serve, quality_scan, quality_checks, 
 
 def main() -> None:
     """The ``viewfinder`` console script: run the command, then leave without tearing the
-    interpreter down (see :func:`_leave`)."""
+    interpreter down (see :func:`_leave`).
+
+    The cycle collector runs every 10,000 net allocations instead of 700: a command is
+    one short process, and most of what it allocates are the modules it imports, which
+    live until it ends and which each young collection walked again (80 ms of a 10k-image
+    export, 40 ms after this)."""
+    gc.set_threshold(10_000, 10, 10)
     try:
-        app()
+        invoked_only(app, sys.argv[1:])()
     except SystemExit as e:
         _leave(e.code)
     _leave(0)
+
+
+def invoked_only(cli: typer.Typer, args: list[str]) -> typer.Typer:
+    """``cli`` with only the command or command group that ``args`` name, if they name one.
+
+    Typer builds a Click command from every registered command each time it starts,
+    reading each function's signature and options: ~50 ms for Viewfinder's 40 commands,
+    to run one of them. Options before the command are flags (``-v``), so the first
+    argument that is not an option is the command's name. Without one (``viewfinder
+    --help``), or with an unknown one, ``cli`` is returned whole, so help and "no such
+    command" list every command.
+    """
+    name = next((a for a in args if not a.startswith("-")), None)
+    commands = [c for c in cli.registered_commands if c.name == name]
+    groups = [g for g in cli.registered_groups if g.name == name]
+    if not commands and not groups:
+        return cli
+    only = copy.copy(cli)
+    only.registered_commands, only.registered_groups = commands, groups
+    return only
 
 
 def _leave(code: object) -> NoReturn:

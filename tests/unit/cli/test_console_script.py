@@ -62,3 +62,23 @@ def test_exit_handlers_still_run(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120, env=ENV)
     assert r.returncode == 0 and "coco" in r.stdout
     assert marker.read_text() == "yes"
+
+
+def test_the_script_builds_only_the_command_it_runs() -> None:
+    """Typer would build all ~40 commands to run one; help and errors stay whole."""
+    from typer.testing import CliRunner
+
+    from viewfinder.cli.main import app, invoked_only
+
+    everything = len(app.registered_commands) + len(app.registered_groups)
+    only = invoked_only(app, ["-v", "export", "b", "out", "--format", "yolo"])
+    assert [c.name for c in only.registered_commands] == ["export"] and not only.registered_groups
+    assert [g.name for g in invoked_only(app, ["user", "token", "list"]).registered_groups] == ["user"]
+    assert len(app.registered_commands) + len(app.registered_groups) == everything  # a copy
+    for whole in (["--help"], ["-v"], ["exprot"], []):
+        assert invoked_only(app, whole) is app
+    runner = CliRunner()
+    assert runner.invoke(only, ["export", "--help"]).output == runner.invoke(app, ["export", "--help"]).output
+    assert run("-v", "formats").stdout == run("formats").stdout != ""
+    misspelt = run("exprot")
+    assert misspelt.returncode == 2 and "No such command 'exprot'" in misspelt.stderr
