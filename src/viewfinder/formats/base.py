@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -353,6 +354,48 @@ class _Jobs:
             t.join()
         if self._error is not None:
             raise self._error
+
+
+class _SwitchInterval:
+    """The interpreter's switch interval, shortened while any caller needs it (exports run
+    concurrently in the team server: the first one in saves the interval, the last one
+    out restores it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 0.0
+
+    @contextlib.contextmanager
+    def shortened(self, seconds: float) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(seconds, self._saved))
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    sys.setswitchinterval(self._saved)
+
+
+_SWITCH_INTERVAL = _SwitchInterval()
+
+
+def prompt_file_threads() -> contextlib.AbstractContextManager[None]:
+    """A context in which background file threads (:class:`FileWriter`,
+    :class:`ImageWriter`) get the GIL back soon after each system call.
+
+    A thread back from ``os.link`` or ``open`` waits for the GIL while the main thread
+    prepares the next files, by default until the interpreter asks the main thread to let
+    go: every 5 ms, about a hundred file creations' worth. Within this context that is
+    every 0.2 ms: a 10k-image YOLO export spends ~0.4 s instead of ~0.5 s creating its
+    20k files on two cores.
+    """
+    return _SWITCH_INTERVAL.shortened(0.0002)
 
 
 class FileWriter:

@@ -4,6 +4,7 @@ leaves nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import filecmp
 import json
@@ -23,7 +24,13 @@ from viewfinder.api import Workspace
 from viewfinder.core.types import LabelKind, SourceLabel, SourceSample
 from viewfinder.errors import StorageError
 from viewfinder.formats import yolo
-from viewfinder.formats.base import ExportItem, FileWriter, ImagesMode, ImageWriter
+from viewfinder.formats.base import (
+    ExportItem,
+    FileWriter,
+    ImagesMode,
+    ImageWriter,
+    prompt_file_threads,
+)
 from viewfinder.services import export as export_service
 from viewfinder.services import versions as vs
 from viewfinder.storage.reader import label_order, sort_labels
@@ -256,6 +263,34 @@ def test_file_writer_reports_a_failed_write(tmp_path: Path) -> None:
     with pytest.raises(OSError), FileWriter(background=True) as files:
         files.write(f"{tmp_path}/ok.txt", b"1")
         files.write(f"{tmp_path}/taken/x.txt", b"2")
+
+
+def test_prompt_file_threads_restores_the_switch_interval_when_the_last_export_ends() -> None:
+    """Exports overlap in the team server: the interval is short while any one writes, and
+    what it was before comes back when the last one ends, also after an error."""
+    import sys
+    import threading
+
+    before = sys.getswitchinterval()
+    first, second = prompt_file_threads(), prompt_file_threads()
+    first.__enter__()
+    assert sys.getswitchinterval() == pytest.approx(0.0002)
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first export ends while the second still writes
+    assert sys.getswitchinterval() == pytest.approx(0.0002)
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before
+
+    def export_that_fails() -> None:
+        with contextlib.suppress(RuntimeError), prompt_file_threads():
+            raise RuntimeError("disk full")
+
+    threads = [threading.Thread(target=export_that_fails) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sys.getswitchinterval() == before
 
 
 def test_failed_export_leaves_no_folder(stored: tuple[Workspace, dict[str, Any]], tmp_path: Path) -> None:
