@@ -18,13 +18,7 @@ from typing import Any
 
 from viewfinder.errors import InvalidInput
 from viewfinder.formats import registry
-from viewfinder.formats.base import (
-    ExportItems,
-    ExportTables,
-    ImagesMode,
-    ImageWriter,
-    prompt_file_threads,
-)
+from viewfinder.formats.base import ExportItems, ExportTables, ImagesMode, ImageWriter
 from viewfinder.services import versions as vs
 from viewfinder.storage import reader
 from viewfinder.storage.workspace import Workspace
@@ -92,11 +86,10 @@ def export(ws: Workspace, spec: str, format: str, out: str | Path, *, filter: st
         total = len(items)
         writer = ImageWriter(ws.blobs.local_path, mode, background=True,
                              progress=(lambda n: progress(n, total)) if progress is not None else None)
-        with prompt_file_threads():
-            try:
-                fmt.load().write(tmp, items, classes, writer)
-            finally:
-                writer.finish()
+        try:
+            fmt.load().write(tmp, items, classes, writer)
+        finally:
+            writer.finish()
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
