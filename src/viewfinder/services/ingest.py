@@ -261,13 +261,16 @@ def _label_problems(labels: pa.Table, sizes: dict[str, tuple[int, int]]) -> dict
     outside = pc.or_(pc.or_(pc.less(x, -tol), pc.less(y, -tol)),
                      pc.or_(pc.greater(pc.add(x, w), pc.add(width, tol)),
                             pc.greater(pc.add(y, h), pc.add(height, tol))))
-    bad_box = pc.or_(pc.invert(finite), pc.or_(negative, outside))  # null where no box
+    # the first of these a box fails names its problem; null where there is no box
+    problem = pc.case_when(pc.make_struct(pc.invert(finite), negative, outside),
+                           _NOT_FINITE, _NEGATIVE, _OUTSIDE)
     no_class = pc.equal(pc.fill_null(labels.column("class_name"), ""), "")
-    bad = pc.and_(pc.is_valid(at), pc.or_(pc.fill_null(bad_box, False), no_class))
+    bad = pc.and_(pc.is_valid(at), pc.or_(pc.is_valid(problem), no_class))
     rows_at = pc.indices_nonzero(bad)
     if not len(rows_at):
         return {}
-    found = labels.select(["sample_id", "source_id", "x", "y", "w", "h", "class_name"]).take(rows_at)
+    found = labels.select(["sample_id", "source_id", "x", "y", "w", "h"]).take(rows_at)
+    found = found.append_column("problem", problem.take(rows_at)).append_column("no_class", no_class.take(rows_at))
     starts = None
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r, row in zip(rows_at.to_pylist(), found.to_pylist(), strict=True):
@@ -278,18 +281,20 @@ def _label_problems(labels: pa.Table, sizes: dict[str, tuple[int, int]]) -> dict
             source_id = r - starts[bisect.bisect_right(starts, r) - 1]
         rec, problems = f"label {source_id}", out[row["sample_id"]]
         bx, by, bw, bh = row["x"], row["y"], row["w"], row["h"]
-        if bx is not None:
+        if row["problem"] == _NOT_FINITE:
+            problems.append((rec, "box has non-finite coordinates"))
+        elif row["problem"] == _NEGATIVE:
+            problems.append((rec, f"box has negative size ({bw:g}x{bh:g})"))
+        elif row["problem"] == _OUTSIDE:
             img_w, img_h = sizes[row["sample_id"]]
-            if not all(math.isfinite(v) for v in (bx, by, bw, bh)):
-                problems.append((rec, "box has non-finite coordinates"))
-            elif bw < 0 or bh < 0:
-                problems.append((rec, f"box has negative size ({bw:g}x{bh:g})"))
-            elif (bx < -tol or by < -tol or bx + bw > img_w + tol or by + bh > img_h + tol):
-                outside_msg = f"box [{bx:g}, {by:g}, {bw:g}, {bh:g}] lies outside the {img_w}x{img_h} image"
-                problems.append((rec, outside_msg))
-        if not row["class_name"]:
+            problems.append((rec, f"box [{bx:g}, {by:g}, {bw:g}, {bh:g}] lies outside the {img_w}x{img_h} image"))
+        if row["no_class"]:
             problems.append((rec, "label has no class"))
     return out
+
+
+_NOT_FINITE, _NEGATIVE, _OUTSIDE = 1, 2, 3
+"""What is wrong with a label's box, in the order the checks name it."""
 
 
 def _sample_starts(sample_ids: pa.ChunkedArray) -> list[int]:

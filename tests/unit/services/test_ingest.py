@@ -343,3 +343,35 @@ def test_labels_are_checked_against_the_real_image_size(ws: Workspace, tmp_path:
     assert (res.samples, res.labels, len(res.skipped)) == (1, 1, 3)
     assert ws.dataset("pets").samples().column("key").to_pylist() == ["c.jpg"]
     assert ws.dataset("pets").stats()["classes"] == {"dog": 1}
+
+
+def test_every_kind_of_bad_label_row_is_named_once_in_row_order() -> None:
+    """The import's last check of label rows against the real image sizes (readers catch
+    most of these first; labels from the API or a lenient format reach only this one)."""
+    from viewfinder.core.types import LabelKind, SourceLabel
+    from viewfinder.services.ingest import _label_problems
+    from viewfinder.storage import rows
+
+    nan = float("nan")
+    a, b, gone = (rows.sample_id(k) for k in ("a.jpg", "b.jpg", "gone.jpg"))
+    batch = rows.LabelColumns()
+    for sid, label in [
+        (a, SourceLabel(LabelKind.BOX, "car", (1.0, 1.0, 5.0, 5.0))),         # fine
+        (a, SourceLabel(LabelKind.BOX, "car", (1.0, nan, 5.0, 5.0))),         # label 1
+        (a, SourceLabel(LabelKind.BOX, "car", (1.0, 1.0, -2.0, 5.0))),        # label 2
+        (a, SourceLabel(LabelKind.BOX, "", (30.0, 1.0, 20.0, 5.0))),          # label 3: twice
+        (a, SourceLabel(LabelKind.CLASSIFICATION, "")),                        # label 4
+        (b, SourceLabel(LabelKind.BOX, "car", (-1.0, nan, -3.0, 5.0), source_id="7")),
+        (b, SourceLabel(LabelKind.CLASSIFICATION, "dog", source_id="8")),      # fine
+        (gone, SourceLabel(LabelKind.BOX, "", (-1.0, 1.0, -3.0, 5.0))),       # its image is unreadable
+    ]:
+        batch.add(label, label_id=rows.short_hash(sid, str(len(batch))), sample_id_=sid)
+    problems = _label_problems(batch.table(), {a: (40, 30), b: (40, 30)})
+    assert dict(problems) == {
+        a: [("label 1", "box has non-finite coordinates"),
+            ("label 2", "box has negative size (-2x5)"),
+            ("label 3", "box [30, 1, 20, 5] lies outside the 40x30 image"),
+            ("label 3", "label has no class"),
+            ("label 4", "label has no class")],
+        b: [("label 7", "box has non-finite coordinates")],
+    }
