@@ -13,12 +13,12 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from tests.peer import PEER
 from viewfinder.core.types import LabelKind, SourceDataset, SourceLabel, SourceSample
 from viewfinder.errors import InvalidInput
 from viewfinder.formats import coco
 from viewfinder.formats.base import ExportItem, ImagesMode, ImageWriter
 
-from tests.peer import PEER
 COCO_PEER = PEER / "coco_dataset"
 
 
@@ -266,8 +266,6 @@ def test_annotation_fields_are_kept(tmp_path: Path) -> None:
     assert poly.bbox == (1, 1, 7, 7)  # derived from the rings when the file has no bbox
 
 
-
-
 def test_instance_family_files_share_one_id_space(tmp_path: Path) -> None:
     """instances, stuff and person_keypoints of a split: an annotation with the id, image,
     class and box of an earlier file's is that label; the same id on another object is a
@@ -288,6 +286,8 @@ def test_instance_family_files_share_one_id_space(tmp_path: Path) -> None:
     assert by_id["-3"].kind is LabelKind.KEYPOINTS and by_id["-3"].keypoints == [2, 2, 2]
     assert by_id["stuff:-3"].class_name == "dog" and by_id["stuff:-3"].keypoints is None
     assert [(lab.source_id, lab.bbox) for lab in b.labels] == [("4", (2, 2, 4, 4))]
+
+
 # --------------------------------------------------------------------------- bad input
 
 
