@@ -740,8 +740,7 @@ class _Reader:
                             else None)
                     if bbox is not None:
                         seen.add(aid)
-                        label = (SourceLabel(kind=_BOX, class_name=names[cid], bbox=bbox) if not iscrowd
-                                 else SourceLabel(kind=_BOX, class_name=names[cid], bbox=bbox, iscrowd=True))
+                        label = SourceLabel(kind=_BOX, class_name=names[cid], bbox=bbox, iscrowd=bool(iscrowd))
                         self._place(sample, task, aid, label, earlier)
                         continue
                 ann = _unpacked(ann)
